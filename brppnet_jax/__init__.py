@@ -1,0 +1,1 @@
+"""BRPPNet in JAX/Flax: referring personal image privacy protection."""

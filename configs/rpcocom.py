@@ -1,0 +1,14 @@
+"""BRPPNet on RPCOCO-m (RefCOCO+ persons, unc split), the original recipe.
+
+    python -m brppnet_jax.main --config=configs/rpcocom.py --workdir=$HOME/workdirs/rpcocom \
+        --config.dataset.data_dir=$HOME/tensorflow_datasets
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset.name = "rpcoco/rpcocom"
+  config.dataset.eval_split = "testA"
+  return config

@@ -1,0 +1,14 @@
+"""BRPPNet on RPCOCO-s (RefCOCO persons, unc split), the original recipe.
+
+    python -m brppnet_jax.main --config=configs/rpcocos.py --workdir=$HOME/workdirs/rpcocos \
+        --config.dataset.data_dir=$HOME/tensorflow_datasets
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset.name = "rpcoco/rpcocos"
+  config.dataset.eval_split = "testA"
+  return config
