@@ -1,0 +1,271 @@
+"""Grain input pipelines for training (checkpointable) and evaluation (every expression).
+
+Sources are random-access sequences of RPCOCO records (see transforms.py); `open_source`
+opens a prepared TFDS split that way.
+
+Training order: every epoch the refs are permuted (seed, epoch); global batch t of the epoch
+is positions [t * B, (t + 1) * B) of the permutation, of which process p takes its own
+contiguous B / process_count rows, and the last N mod B refs of the permutation sit the epoch
+out. So an epoch has len(source) // config.batch_size steps whatever the process count, and
+the union of the processes' batches does not depend on it. Each visit draws one expression
+of the ref from (seed, epoch, ref index).
+
+Checkpointing: the training iterator is a grain DatasetIterator. Put
+`grain.checkpoint.CheckpointSave(iterator)` in an Orbax `ocp.args.Composite` to save it and
+`grain.checkpoint.CheckpointRestore(iterator)` (on a freshly created iterator with the same
+config, seed and process layout) to restore it; it then yields exactly the next batch.
+`iterator.get_state()` / `set_state(state)` do the same without Orbax.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Any, Iterator, Sequence
+
+from absl import flags
+from absl import logging
+import cv2
+import grain
+import ml_collections
+import numpy as np
+
+from brppnet_jax.data import letterbox
+from brppnet_jax.data import transforms
+from brppnet_jax.data import vocab as vocab_lib
+
+VOCAB_FILE = "vocab.txt"  # As rpcoco.VOCAB_FILE; not imported, to keep TFDS out of workers.
+
+
+def open_source(config: ml_collections.ConfigDict, split: str):
+  """The records of `split` of the TFDS dataset config.dataset.name, image and mask undecoded."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy; not in workers)
+  return tfds.data_source(
+      config.dataset.name, split=split, data_dir=config.dataset.data_dir or None,
+      decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
+
+
+def builder_dir(config: ml_collections.ConfigDict) -> str:
+  """The prepared dataset's directory (where the builder writes vocab.txt)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return os.fspath(tfds.builder(config.dataset.name,
+                                data_dir=config.dataset.data_dir or None).data_dir)
+
+
+def load_vocab(location: ml_collections.ConfigDict | str | os.PathLike) -> vocab_lib.Vocabulary:
+  """The vocabulary beside the data: from a config, a dataset directory or a vocab.txt path."""
+  if isinstance(location, ml_collections.ConfigDict):
+    location = builder_dir(location)
+  path = os.fspath(location)
+  if os.path.isdir(path):
+    path = os.path.join(path, VOCAB_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no vocabulary file {path} (the dataset builder writes it "
+                            "beside the prepared data)")
+  return vocab_lib.Vocabulary.load(path)
+
+
+def load_embeddings(config: ml_collections.ConfigDict,
+                    vocab: vocab_lib.Vocabulary) -> np.ndarray | None:
+  """Word-vector table [len(vocab), embed_dim] from config.dataset.word_vectors, or None."""
+  path = config.dataset.word_vectors
+  if not path:
+    return None
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config.dataset.word_vectors: no file {path}")
+  table, found = vocab_lib.load_word_vectors(path, vocab, config.model.embed_dim)
+  logging.info("Word vectors from %s cover %d of %d vocabulary words.", path, found, len(vocab))
+  return table
+
+
+def count_expressions(source: Sequence[dict]) -> int:
+  """How many expressions (ref x sentence) `source` holds; reads every record."""
+  return sum(len(transforms.sentences_of(source[i])) for i in range(len(source)))
+
+
+def per_process_batch(batch_size: int, process_count: int, name: str = "batch_size") -> int:
+  """Rows each process loads of a global batch; an error unless it divides evenly."""
+  if batch_size < 1 or batch_size % process_count:
+    raise ValueError(f"config.{name}={batch_size} must be a positive multiple of the process "
+                     f"count {process_count}")
+  return batch_size // process_count
+
+
+def _preprocessor(config, vocab) -> transforms.Preprocessor:
+  return transforms.Preprocessor(vocab, config.dataset.input_size, config.model.seg_out_stride,
+                                 config.dataset.word_len)
+
+
+def _check_process(process_index: int, process_count: int) -> None:
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
+
+
+def _allow_grain_flags() -> None:
+  """Grain's multiprocessing reads absl flags, unparsed outside absl.app.run (tests, notebooks)."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+def _init_worker(worker_index: int, worker_count: int) -> None:
+  """Runs first in each grain worker process."""
+  del worker_index, worker_count
+  _allow_grain_flags()
+  cv2.setNumThreads(1)  # One worker per core; OpenCV threads would oversubscribe.
+
+
+def _iterate(ds: grain.MapDataset, config) -> grain.DatasetIterator:
+  """Runs `ds` in-process with prefetch threads, or in config.dataset.num_workers processes."""
+  workers, prefetch = config.dataset.num_workers, config.dataset.prefetch
+  if workers == 0:
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=prefetch,
+                                                     prefetch_buffer_size=prefetch)))
+  _allow_grain_flags()
+  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+  options = grain.MultiprocessingOptions(num_workers=workers,
+                                         per_worker_buffer_size=max(1, prefetch))
+  return iter(it_ds.mp_prefetch(options, worker_init_fn=_init_worker))
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(seed: int, epoch: int, num_refs: int) -> np.ndarray:
+  return np.random.default_rng((seed, 0, epoch)).permutation(num_refs)
+
+
+class _TrainExample(grain.transforms.MapWithIndex):
+  """Element `index` of this process's stream -> one preprocessed example."""
+
+  def __init__(self, source, preprocessor, *, seed, batch, steps, process_index, process_count):
+    self._source = source
+    self._pre = preprocessor
+    self._seed = seed
+    self._batch = batch
+    self._steps = steps
+    self._process_index = process_index
+    self._process_count = process_count
+
+  def map_with_index(self, index: int, element: Any) -> dict[str, np.ndarray]:
+    del element
+    epoch, in_epoch = divmod(index, self._steps * self._batch)
+    step, row = divmod(in_epoch, self._batch)
+    position = (step * self._process_count + self._process_index) * self._batch + row
+    ref = int(_epoch_order(self._seed, epoch, len(self._source))[position])
+    record = self._source[ref]
+    sentences = transforms.sentences_of(record)
+    choice = np.random.default_rng((self._seed, 1, epoch, ref)).integers(len(sentences))
+    rgb, mask = self._pre.decode(record)
+    return self._pre.arrays(rgb, mask, sentences[choice])
+
+
+def create_train_iterator(config: ml_collections.ConfigDict, source: Sequence[dict],
+                          vocab: vocab_lib.Vocabulary, *, seed: int, process_index: int = 0,
+                          process_count: int = 1,
+                          num_epochs: int | None = None) -> grain.DatasetIterator:
+  """Training batches for this process, for `num_epochs` epochs (None: forever).
+
+  Batches are dicts of numpy arrays: `image` float32 [B, S, S, 3], `tokens` int32 [B, T] and
+  `mask` float32 [B, S/s, S/s, 1], with B = config.batch_size // process_count.
+  """
+  _check_process(process_index, process_count)
+  batch = per_process_batch(config.batch_size, process_count)
+  steps = len(source) // config.batch_size
+  if steps == 0:
+    raise ValueError(f"the training source has {len(source)} refs, fewer than "
+                     f"config.batch_size={config.batch_size}")
+  if num_epochs is not None and num_epochs < 1:
+    raise ValueError(f"num_epochs must be positive or None, got {num_epochs}")
+  example = _TrainExample(source, _preprocessor(config, vocab), seed=seed, batch=batch,
+                          steps=steps, process_index=process_index,
+                          process_count=process_count)
+  ds = grain.MapDataset.range(steps * batch).repeat(num_epochs)
+  ds = ds.map_with_index(example).batch(batch, drop_remainder=True)
+  return _iterate(ds, config)
+
+
+def expression_index(source: Sequence[dict], limit: int = 0) -> list[tuple[int, int]]:
+  """(record index, sentence index) of every expression in order; the first `limit` if > 0."""
+  pairs = []
+  for i in range(len(source)):
+    pairs.extend((i, j) for j in range(len(transforms.sentences_of(source[i]))))
+    if 0 < limit <= len(pairs):
+      return pairs[:limit]
+  return pairs
+
+
+class _EvalExample(grain.transforms.MapWithIndex):
+  """Row `index` of this process's evaluation stream; rows past the last expression pad."""
+
+  def __init__(self, source, preprocessor, pairs, include_images):
+    self._source = source
+    self._pre = preprocessor
+    self._pairs = pairs
+    self._include_images = include_images
+
+  def map_with_index(self, index: int, element: Any) -> dict[str, Any]:
+    del element
+    if index >= len(self._pairs):
+      return {**self._pre.padding(), "valid": False, "ref_id": -1, "sentence_index": -1,
+              "geometry": (0, 0, 0, 0), "orig_size": (0, 0), "gt_mask": None,
+              "orig_image": None, "sentence": ""}
+    ref, sentence_index = self._pairs[index]
+    record = self._source[ref]
+    sentence = transforms.sentences_of(record)[sentence_index]
+    rgb, mask = self._pre.decode(record)
+    h, w = mask.shape
+    return {**self._pre.arrays(rgb, mask, sentence), "valid": True,
+            "ref_id": int(record["ref_id"]), "sentence_index": sentence_index,
+            "geometry": letterbox.letterbox_geometry(w, h, self._pre.input_size),
+            "orig_size": (h, w), "gt_mask": mask,
+            "orig_image": rgb if self._include_images else None, "sentence": sentence}
+
+
+_EVAL_DTYPES = {"image": np.float32, "tokens": np.int32, "mask": np.float32, "valid": bool,
+                "ref_id": np.int64, "sentence_index": np.int32, "geometry": np.int32,
+                "orig_size": np.int32}
+
+
+def _collate_eval(examples: Sequence[dict], include_images: bool) -> dict[str, Any]:
+  batch = {k: np.stack([np.asarray(e[k], dtype) for e in examples])
+           for k, dtype in _EVAL_DTYPES.items()}
+  batch["gt_masks"] = [e["gt_mask"] for e in examples]
+  batch["sentence"] = [e["sentence"] for e in examples]
+  if include_images:
+    batch["orig_images"] = [e["orig_image"] for e in examples]
+  return batch
+
+
+def create_eval_iterator(config: ml_collections.ConfigDict, source: Sequence[dict],
+                         vocab: vocab_lib.Vocabulary, *, process_index: int = 0,
+                         process_count: int = 1,
+                         include_images: bool = True) -> Iterator[dict[str, Any]]:
+  """Every expression of `source` once, in order, split into contiguous parts by process.
+
+  Batches of config.eval_batch_size // process_count rows hold the training fields plus
+  `valid` bool [B], `ref_id` int64 [B], `sentence_index` int32 [B], `geometry` int32 [B, 4]
+  (nw, nh, dx, dy), `orig_size` int32 [B, 2] (h, w), and lists `gt_masks` (uint8 [h, w],
+  0/255), `sentence` (str) and, with include_images, `orig_images` (uint8 [h, w, 3]).
+  Every process yields the same number of batches; rows past its last expression are padding
+  (valid False, ref_id and sentence_index -1, geometry and orig_size 0, None, "").
+  config.eval_max_examples > 0 keeps only the first that many expressions.
+  """
+  _check_process(process_index, process_count)
+  batch = per_process_batch(config.eval_batch_size, process_count, "eval_batch_size")
+  pairs = expression_index(source, max(0, config.eval_max_examples))
+  if not pairs:
+    raise ValueError("the evaluation source has no expressions")
+  share = math.ceil(len(pairs) / process_count)
+  mine = pairs[process_index * share:(process_index + 1) * share]
+  num_rows = math.ceil(share / batch) * batch
+  example = _EvalExample(source, _preprocessor(config, vocab), mine, include_images)
+  ds = grain.MapDataset.range(num_rows).map_with_index(example)
+  ds = ds.batch(batch, batch_fn=functools.partial(_collate_eval, include_images=include_images))
+  return _closing(_iterate(ds, config))
+
+
+def _closing(iterator: grain.DatasetIterator) -> Iterator[dict[str, Any]]:
+  """Yields from `iterator` and closes it (and its worker processes) once done or dropped."""
+  try:
+    yield from iterator
+  finally:
+    iterator.close()

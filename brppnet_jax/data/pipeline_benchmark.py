@@ -1,0 +1,152 @@
+"""Times pre-processing per example and the training input pipeline on synthetic records.
+
+    python -m brppnet_jax.data.pipeline_benchmark --num_examples 200 --size 416 --workers 0 \
+        --json pipeline.json
+
+Makes N synthetic 640x480 JPEGs (about 120 KB each, like COCO's) with person-like PNG masks
+and 11-word expressions in memory. Stage times run on one core (OpenCV limited to one
+thread); PIL's bicubic resize is timed as a reference for the choice made in letterbox.py.
+Then the training iterator runs with --workers processes (0: in-process, no prefetch
+threads). Prints a table and writes the numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Callable
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from configs import default
+from brppnet_jax.data import input_pipeline
+from brppnet_jax.data import letterbox
+from brppnet_jax.data import transforms
+from brppnet_jax.data import vocab as vocab_lib
+
+WIDTH, HEIGHT = 640, 480
+WORDS = "man woman left right blue red shirt holding umbrella standing near us in the".split()
+
+
+def synthetic_record(index: int) -> dict:
+  """A record with a textured 640x480 JPEG, an elliptic 0/255 PNG mask and 3 expressions."""
+  rng = np.random.default_rng(index)
+  coarse = rng.integers(0, 256, (HEIGHT // 32, WIDTH // 32, 3), np.uint8)
+  rgb = cv2.resize(coarse, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+  rgb = np.clip(rgb + rng.normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)
+  mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+  centre = (int(rng.integers(100, WIDTH - 100)), int(rng.integers(100, HEIGHT - 100)))
+  cv2.ellipse(mask, centre, (int(rng.integers(30, 100)), int(rng.integers(60, 200))), 0, 0, 360,
+              255, -1)
+  sentences = [("protect privacy of " + " ".join(rng.choice(WORDS, 8))).encode()
+               for _ in range(3)]
+  return {
+      "image": cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(),
+      "mask": cv2.imencode(".png", mask)[1].tobytes(),
+      "sentences": sentences, "ref_id": np.int64(index),
+      "image_name": f"synthetic_{index}.jpg".encode(), "bbox": np.zeros((4,), np.int32),
+  }
+
+
+def _ms_per_item(fn: Callable, items: list) -> float:
+  for item in items[:3]:  # Warm up.
+    fn(item)
+  start = time.perf_counter()
+  for item in items:
+    fn(item)
+  return (time.perf_counter() - start) / len(items) * 1e3
+
+
+def stage_times(records: list[dict], size: int, stride: int, word_len: int) -> dict[str, float]:
+  """Milliseconds per example of each pre-processing stage, on one core."""
+  cv2.setNumThreads(1)
+  vocab = vocab_lib.Vocabulary.build(transforms.as_text(s) for r in records
+                                     for s in r["sentences"])
+  rgbs = [transforms.decode_rgb(r["image"], "bench") for r in records]
+  masks = [transforms.decode_mask(r["mask"], "bench") for r in records]
+  texts = [transforms.as_text(r["sentences"][0]) for r in records]
+  geometry = letterbox.letterbox_geometry(WIDTH, HEIGHT, size)
+  pre = transforms.Preprocessor(vocab, size, stride, word_len)
+  return {
+      "decode_jpeg": _ms_per_item(lambda r: transforms.decode_rgb(r["image"], "bench"), records),
+      "decode_png": _ms_per_item(lambda r: transforms.decode_mask(r["mask"], "bench"), records),
+      "letterbox_image": _ms_per_item(lambda x: letterbox.letterbox_image(x, size), rgbs),
+      "letterbox_mask": _ms_per_item(lambda x: letterbox.letterbox_mask(x, size, stride), masks),
+      "tokenize": _ms_per_item(lambda t: vocab.encode(t, word_len), texts),
+      "example_total": _ms_per_item(
+          lambda r: pre.arrays(*pre.decode(r), transforms.as_text(r["sentences"][0])), records),
+      "pil_bicubic_resize_reference": _ms_per_item(
+          lambda x: Image.fromarray(x).resize(geometry[:2], Image.BICUBIC), rgbs),
+  }
+
+
+def pipeline_rate(records: list[dict], size: int, stride: int, word_len: int, workers: int,
+                  batch: int) -> float:
+  """Examples per second out of the training iterator, after a warm-up of 5 s."""
+  config = default.get_config()
+  config.dataset.input_size = size
+  config.model.seg_out_stride = stride
+  config.dataset.word_len = word_len
+  config.dataset.num_workers = workers
+  config.dataset.prefetch = 2 if workers else 0
+  config.batch_size = batch
+  vocab = vocab_lib.Vocabulary.build(transforms.as_text(s) for r in records
+                                     for s in r["sentences"])
+  iterator = input_pipeline.create_train_iterator(config, records, vocab, seed=0)
+  warm_up = time.perf_counter() + 5.0  # Until every worker has started and filled its buffer.
+  while time.perf_counter() < warm_up:
+    next(iterator)
+  num_batches = 3 * len(records) // batch
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    next(iterator)
+  elapsed = time.perf_counter() - start
+  iterator.close()
+  return num_batches * batch / elapsed
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--num_examples", type=int, default=200)
+  parser.add_argument("--size", type=int, default=416)
+  parser.add_argument("--stride", type=int, default=2)
+  parser.add_argument("--word_len", type=int, default=15)
+  parser.add_argument("--workers", type=int, default=0)
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--json", default="")
+  args = parser.parse_args()
+  if args.num_examples < 4 * args.batch:
+    parser.error(f"--num_examples must be at least 4 * --batch = {4 * args.batch}")
+
+  records = [synthetic_record(i) for i in range(args.num_examples)]
+  stages = stage_times(records, args.size, args.stride, args.word_len)
+  rate = pipeline_rate(records, args.size, args.stride, args.word_len, args.workers, args.batch)
+  result = {
+      "image": f"{WIDTH}x{HEIGHT} JPEG", "size": args.size, "stride": args.stride,
+      "num_examples": args.num_examples,
+      "mean_jpeg_kb": float(np.mean([len(r["image"]) for r in records]) / 1024),
+      "ms_per_stage": stages,
+      "examples_per_s_per_core": 1e3 / stages["example_total"],
+      "workers": args.workers, "cpu_count": os.cpu_count(),
+      "pipeline_examples_per_s": rate,
+      "pipeline_examples_per_s_per_worker": rate / max(1, args.workers),
+  }
+  print(f"{WIDTH}x{HEIGHT} JPEGs ({result['mean_jpeg_kb']:.0f} KB) -> {args.size}, "
+        f"mask stride {args.stride}, {args.num_examples} examples")
+  print(f"{'stage (one core)':<32}{'ms/example':>12}")
+  for name, ms in stages.items():
+    print(f"{name:<32}{ms:>12.3f}")
+  print(f"{'examples/s per core':<32}{result['examples_per_s_per_core']:>12.1f}")
+  print(f"{f'pipeline, {args.workers} workers':<32}{rate:>12.1f} examples/s "
+        f"({result['pipeline_examples_per_s_per_worker']:.1f} per worker)")
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
