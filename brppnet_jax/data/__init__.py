@@ -1,0 +1,1 @@
+"""RPCOCO data: TFDS builder, synthetic twin, vocabulary and input pipeline."""
