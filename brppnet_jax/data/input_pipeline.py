@@ -35,7 +35,9 @@ from brppnet_jax.data import letterbox
 from brppnet_jax.data import transforms
 from brppnet_jax.data import vocab as vocab_lib
 
-VOCAB_FILE = "vocab.txt"  # As rpcoco.VOCAB_FILE; not imported, to keep TFDS out of workers.
+# As in rpcoco; not imported from there, to keep TFDS out of worker processes.
+VOCAB_FILE = "vocab.txt"
+EXPRESSIONS_FILE = "train_expressions.txt"
 
 
 def open_source(config: ml_collections.ConfigDict, split: str):
@@ -64,6 +66,16 @@ def load_vocab(location: ml_collections.ConfigDict | str | os.PathLike) -> vocab
     raise FileNotFoundError(f"no vocabulary file {path} (the dataset builder writes it "
                             "beside the prepared data)")
   return vocab_lib.Vocabulary.load(path)
+
+
+def load_train_expressions(config: ml_collections.ConfigDict) -> list[str]:
+  """The training split's expressions, which the builder wrote beside the data."""
+  path = os.path.join(builder_dir(config), EXPRESSIONS_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no file {path} (the dataset builder writes it beside the "
+                            "prepared data; rebuild the dataset)")
+  with open(path, encoding="utf-8") as f:
+    return [line.rstrip("\n") for line in f]
 
 
 def load_embeddings(config: ml_collections.ConfigDict,

@@ -27,6 +27,7 @@ from brppnet_jax.data import refer
 from brppnet_jax.data import vocab as vocab_lib
 
 VOCAB_FILE = "vocab.txt"
+EXPRESSIONS_FILE = "train_expressions.txt"  # One per line: the speech model is built from them.
 
 
 def vocab_path(builder_dir: epath.PathLike) -> epath.Path:
@@ -138,6 +139,8 @@ class Rpcoco(tfds.core.GeneratorBasedBuilder):
     if "train" in kept:
       vocab = vocab_lib.Vocabulary.build(s for r in kept["train"] for s in r.sentences)
       vocab.save(vocab_path(self.data_dir))
+      with (epath.Path(self.data_dir) / EXPRESSIONS_FILE).open("w") as f:
+        f.writelines(" ".join(s.split()) + "\n" for r in kept["train"] for s in r.sentences)
     return {split: self._generate_examples(refs, manual_dir) for split, refs in kept.items()}
 
   def _read_split(self, manual_dir, split):

@@ -1,0 +1,130 @@
+"""Evaluation over every expression of a split (spec section 6), on any number of processes.
+
+The device predicts mask probabilities; the host maps each back to its original image
+and scores it (`metrics.score_expression`) in a thread pool (OpenCV releases the GIL).
+Per-process sums are added over processes before the metrics are finalised.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+
+import cv2
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+from brppnet_jax import metrics
+from brppnet_jax import parallel
+from brppnet_jax import privacy
+from brppnet_jax.data import input_pipeline
+from brppnet_jax.data import letterbox
+
+
+@dataclasses.dataclass
+class Example:
+  """One evaluated expression kept for image summaries."""
+  image: np.ndarray  # uint8 [h, w, 3], original.
+  gt_mask: np.ndarray  # uint8 [h, w].
+  prob: np.ndarray  # float32 [h, w].
+  sentence: str
+
+
+def _letterbox_crop(prob, geometry, size):
+  """Probabilities on the letterboxed picture region [nh, nw] (bilinear, as step 1)."""
+  nw, nh, dx, dy = (int(v) for v in geometry)
+  full = cv2.resize(prob.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+  return full[dy:dy + nh, dx:dx + nw]
+
+
+def score_row(batch: dict, i: int, prob: np.ndarray, config, face_detector):
+  """Scores row i of an evaluation batch; returns the summed-metric vector and the mapped prob."""
+  size = config.dataset.input_size
+  geometry, (h, w) = batch["geometry"][i], batch["orig_size"][i]
+  prob_orig = letterbox.unletterbox(prob, geometry, (int(h), int(w)), size)
+  gt = batch["gt_masks"][i]
+  nw, nh, dx, dy = (int(v) for v in geometry)
+  gt_small = cv2.resize((gt > 0).astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
+  scores = metrics.score_expression(
+      prob_orig, gt,
+      letterboxed_image=batch["image"][i][dy:dy + nh, dx:dx + nw],
+      prob_letterbox=_letterbox_crop(prob, geometry, size),
+      gt_letterbox=gt_small.astype(bool),
+      thresh=config.segment_thresh, face_detector=face_detector)
+  return scores.sums(), prob_orig
+
+
+def evaluate_split(p_predict, state, config, mesh, source, vocab, *, num_examples: int | None = None):
+  """Metrics over every expression of `source`, and a few examples for summaries."""
+  num_examples = config.num_image_summaries if num_examples is None else num_examples
+  face_detector = privacy.has_face if config.compute_tdir else None
+  batches = input_pipeline.create_eval_iterator(
+      config, source, vocab, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  sums = np.zeros(len(metrics.SUM_SLOTS), np.float64)
+  examples = []
+  with concurrent.futures.ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+    for batch in batches:
+      arrays = parallel.global_batch({"image": batch["image"], "tokens": batch["tokens"]}, mesh)
+      probs = parallel.local_rows(p_predict(state, arrays["image"], arrays["tokens"]))
+      rows = [i for i in range(len(probs)) if batch["valid"][i]]
+      futures = [pool.submit(score_row, batch, i, probs[i], config, face_detector) for i in rows]
+      for i, future in zip(rows, futures):
+        row_sums, prob_orig = future.result()
+        sums += row_sums
+        if len(examples) < num_examples:
+          examples.append(Example(batch["orig_images"][i], batch["gt_masks"][i], prob_orig,
+                                  batch["sentence"][i]))
+  if jax.process_count() > 1:
+    sums = np.asarray(multihost_utils.process_allgather(sums)).sum(axis=0)
+  return metrics.finalize(sums), examples
+
+
+def _panel(image: np.ndarray, size: int) -> np.ndarray:
+  """An image letterboxed into a size x size uint8 tile."""
+  tile = letterbox.letterbox_image(image, size)
+  return np.clip(tile * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def example_grid(examples: list[Example], size: int) -> np.ndarray:
+  """[N, size, 4 * size, 3] uint8 rows: image | ground truth | prediction | protected image."""
+  rows = []
+  for ex in examples:
+    gray = lambda m: np.repeat(np.asarray(m, np.uint8)[..., None], 3, axis=-1)
+    protected = privacy.protect(ex.image, ex.prob >= 0.5)
+    tiles = [ex.image, gray((ex.gt_mask > 0) * 255), gray(np.round(ex.prob * 255)), protected]
+    rows.append(np.concatenate([_panel(t, size) for t in tiles], axis=1))
+  return np.stack(rows)
+
+
+def format_table(result: dict) -> str:
+  """The metrics as an aligned two-column text table."""
+  width = max(len(k) for k in result)
+  lines = []
+  for key, value in result.items():
+    text = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else value)
+    lines.append(f"{key:<{width}}  {text}")
+  return "\n".join(lines)
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
+  """Evaluates the best (or given) checkpoint of `workdir` on `config.dataset.eval_split`.
+
+  The network comes from the configuration stored with the checkpoint; data and evaluation
+  settings from `config`. The result is appended to WORKDIR/eval_metrics.jsonl.
+  """
+  from brppnet_jax import inference  # pylint: disable=g-import-not-at-top  (avoids a cycle)
+  predictor = inference.Predictor.from_workdir(workdir, step=step)
+  source = input_pipeline.open_source(config, config.dataset.eval_split)
+  mesh = parallel.make_mesh()
+  eval_config = predictor.eval_config(config)
+  result, _ = evaluate_split(predictor.p_predict, predictor.state, eval_config, mesh, source,
+                             predictor.vocab, num_examples=0)
+  result = {"step": predictor.step, "split": config.dataset.eval_split, **result}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval_metrics.jsonl"), "a", encoding="utf-8") as f:
+      f.write(json.dumps(result) + "\n")
+  return result

@@ -1,0 +1,83 @@
+"""Trains or evaluates BRPPNet; this file only parses flags.
+
+    python -m brppnet_jax.main --config=configs/rpcocom.py --workdir=DIR [--config.batch_size=8]
+    python -m brppnet_jax.main --config=configs/rpcocom.py --workdir=DIR --mode=eval [--step=N]
+"""
+
+import logging as py_logging
+import os
+import re
+import sys
+
+# Config files import `configs.default`; make that work from any directory.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.",
+                                          lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summaries.")
+flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (and evaluate), or only evaluate.")
+flags.DEFINE_integer("step", None, "With --mode=eval: the checkpoint step (default: the best).")
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0; with --num_processes and --process_id starts "
+                    "multi-process JAX on machines that do not configure it themselves.")
+flags.DEFINE_integer("num_processes", None, "Number of JAX processes.")
+flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def parse_flags(argv):
+  """absl parsing, with a one-line error for a mistyped --config.<key>."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    detail = " ".join(re.sub(r"\\n|\\'|[\"']", " ", str(e)).split())
+    sys.exit(f"error: unknown config key on the command line: {detail}")
+  except flags.Error as e:
+    sys.exit(f"error: {e}")
+
+
+def quiet_library_info_logs() -> None:
+  """Drops Orbax's and Grain's INFO lines (dozens per checkpoint); warnings still show."""
+  def keep(record) -> bool:
+    noisy = any(f"{os.sep}{name}{os.sep}" in record.pathname for name in ("orbax", "grain"))
+    return record.levelno >= py_logging.WARNING or not noisy
+  logging.get_absl_handler().addFilter(keep)
+
+
+def initialize_distributed(config) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.coordinator_address:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  elif config.distributed:
+    jax.distributed.initialize()  # Cloud TPU, SLURM, ...: settings come from the environment.
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  quiet_library_info_logs()
+  initialize_distributed(config)
+  # Imported after distributed initialisation, which must precede any JAX computation.
+  from brppnet_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from brppnet_jax import train  # pylint: disable=g-import-not-at-top
+  logging.info("Config:\n%s", config)
+  try:
+    if FLAGS.mode == "train":
+      train.train_and_evaluate(config, FLAGS.workdir)
+    else:
+      result = evaluate.evaluate_checkpoint(config, FLAGS.workdir, step=FLAGS.step)
+      print(evaluate.format_table(result))
+  except (FileNotFoundError, ValueError, train.NonFiniteLossError) as e:
+    logging.error("%s", e)
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,235 @@
+"""Training and evaluation loop: `train_and_evaluate(config, workdir)`.
+
+One jitted step over a Mesh of every device (batch on `data`, state replicated); each JAX
+process reads its own part of every global batch. Checkpoints, metrics and TensorBoard
+summaries go under `workdir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from brppnet_jax import checkpointing
+from brppnet_jax import evaluate
+from brppnet_jax import parallel
+from brppnet_jax import pretrained
+from brppnet_jax import steps
+from brppnet_jax.data import input_pipeline
+from brppnet_jax.steps import train_step  # pylint: disable=unused-import  (the public step)
+
+EVAL_METRICS_FILE = "eval_metrics.jsonl"
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when a training step produced a non-finite loss."""
+
+
+@dataclasses.dataclass
+class Run:
+  """What a training run is made of, built once by `setup`."""
+  config: ml_collections.ConfigDict
+  vocab: object
+  train_source: object
+  eval_source: object
+  mesh: jax.sharding.Mesh
+  steps_per_epoch: int
+  total_steps: int
+  p_train: object
+  p_predict: object
+  state: steps.TrainState
+  state_shardings: object
+
+
+def total_steps(config, steps_per_epoch: int) -> int:
+  if config.total_steps > 0:
+    return int(config.total_steps)
+  if config.num_epochs <= 0:
+    raise ValueError("set config.total_steps or config.num_epochs to a positive number")
+  return int(config.num_epochs * steps_per_epoch)
+
+
+def with_vocab_size(config, vocab) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.vocab_size = len(vocab)
+  return config
+
+
+def create_state(config, model, tx, mesh, rng, embeddings=None):
+  """A replicated train state, its shardings fixed from shapes before anything is allocated."""
+  create = lambda r: steps.create_train_state(model, config, tx, r)
+  abstract = jax.eval_shape(create, rng)
+  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  state = jax.jit(create, out_shardings=shardings)(rng)
+  if embeddings is not None or config.model.backbone_weights:
+    state = jax.device_put(pretrained.load_into_state(state, config, embeddings), shardings)
+  return state, shardings
+
+
+def setup(config, workdir: str) -> Run:
+  """Data, vocabulary, model, mesh, jitted steps and a fresh (not restored) state."""
+  del workdir
+  vocab = input_pipeline.load_vocab(config)
+  config = with_vocab_size(config, vocab)
+  train_source = input_pipeline.open_source(config, config.dataset.train_split)
+  eval_source = input_pipeline.open_source(config, config.dataset.eval_split)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
+  steps_per_epoch = len(train_source) // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"the train split has {len(train_source)} refs, fewer than "
+                     f"config.batch_size={config.batch_size}")
+  model, tx, train_fn, predict_fn = steps.make_steps(config, steps_per_epoch)
+  state, shardings = create_state(config, model, tx, mesh, steps.prng_key(config.seed),
+                                  input_pipeline.load_embeddings(config, vocab))
+  batch_sh, repl = parallel.batch_sharding(mesh), parallel.replicated(mesh)
+  p_train = jax.jit(train_fn, in_shardings=(shardings, batch_sh),
+                    out_shardings=(shardings, repl), donate_argnums=0)
+  p_predict = jax.jit(predict_fn, in_shardings=(shardings, batch_sh, batch_sh),
+                      out_shardings=batch_sh)
+  return Run(config, vocab, train_source, eval_source, mesh, steps_per_epoch,
+             total_steps(config, steps_per_epoch), p_train, p_predict, state, shardings)
+
+
+def check_finite(state, last_good_step: int | None) -> None:
+  bad = int(jax.device_get(state.nonfinite_step))
+  if bad >= 0:
+    raise NonFiniteLossError(
+        f"non-finite loss at training step {bad + 1}; stopped. The last good checkpoint is "
+        f"step {last_good_step}" if last_good_step is not None else
+        f"non-finite loss at training step {bad + 1}; stopped before any checkpoint")
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks between steps (then it saves and stops)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    def handler(signum, frame):
+      del signum, frame
+      self.requested = True
+    try:
+      self._previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # Not the main thread (e.g. a notebook worker): no handler.
+      self._previous = None
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _is_due(step: int, every: int, total: int) -> bool:
+  return step == total or (every > 0 and step % every == 0)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
+  """Trains (resuming from the latest checkpoint in `workdir`) and evaluates; returns the state."""
+  run = setup(config, workdir)
+  config = run.config
+  os.makedirs(workdir, exist_ok=True)
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+  ckpts = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
+  train_iter = input_pipeline.create_train_iterator(
+      config, run.train_source, run.vocab, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  state, start = run.state, ckpts.latest_step() or 0
+  if start:
+    logging.info("Resuming from checkpoint step %d in %s", start, workdir)
+    state = ckpts.restore_state(start, state, train_iter)
+  else:
+    writer.write_hparams(_flat_hparams(config))
+  eval_every = config.eval_every_steps or run.steps_per_epoch
+  ckpt_every = config.checkpoint_every_steps or run.steps_per_epoch
+  progress = periodic_actions.ReportProgress(num_train_steps=run.total_steps, writer=writer)
+  save_kwargs = dict(config=config, vocab_words=run.vocab.words, data_iterator=train_iter,
+                     expressions=input_pipeline.load_train_expressions(config))
+  last_saved = start or None
+  window, window_start = [], time.perf_counter()
+  with _Preemption() as preemption:
+    for step in range(start + 1, run.total_steps + 1):
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        batch = parallel.global_batch(next(train_iter), run.mesh)
+        state, metrics = run.p_train(state, batch)
+      window.append(metrics)
+      progress(step)
+      if step % config.log_every_steps == 0 or step == run.total_steps:
+        check_finite(state, last_saved)
+        _write_train_scalars(writer, step, window, time.perf_counter() - window_start,
+                             config.batch_size)
+        window, window_start = [], time.perf_counter()
+      stop = preemption.requested or ckpts.manager.reached_preemption(step)
+      eval_due, ckpt_due = _is_due(step, eval_every, run.total_steps), _is_due(
+          step, ckpt_every, run.total_steps)
+      if eval_due or ckpt_due or stop:
+        check_finite(state, last_saved)
+      result = None
+      if eval_due:
+        with progress.timed("eval"):
+          result = evaluate_and_write(run, state, step, writer, workdir)
+      if eval_due or ckpt_due or stop:
+        ckpts.save(step, state, metrics=result, force=True, **save_kwargs)
+        last_saved = step
+      if stop:
+        logging.warning("Preempted at step %d: checkpoint saved, stopping.", step)
+        break
+  ckpts.wait()
+  ckpts.close()
+  writer.flush()
+  return state
+
+
+def evaluate_and_write(run: Run, state, step: int, writer, workdir: str) -> dict:
+  """Evaluates on the eval split; appends the metrics to eval_metrics.jsonl and TensorBoard."""
+  result, examples = evaluate.evaluate_split(
+      run.p_predict, state, run.config, run.mesh, run.eval_source, run.vocab)
+  logging.info("Step %d eval: %s", step, json.dumps(result))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, EVAL_METRICS_FILE), "a", encoding="utf-8") as f:
+      f.write(json.dumps({"step": step, **result}) + "\n")
+  scalars = {f"eval/{k}": v for k, v in result.items() if v is not None}
+  writer.write_scalars(step, scalars)
+  if examples:
+    writer.write_images(step, {"eval/image_gt_prediction_protected":
+                               evaluate.example_grid(examples, run.config.dataset.input_size)})
+  return {k: v for k, v in result.items() if v is not None}
+
+
+def _write_train_scalars(writer, step, window, seconds, batch_size) -> None:
+  means = jax.device_get(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *window))
+  scalars = {f"train/{k}": float(v) for k, v in means.items()}
+  scalars["train/img_per_sec"] = len(window) * batch_size / max(seconds, 1e-9)
+  writer.write_scalars(step, scalars)
+
+
+def _flat_hparams(config) -> dict:
+  flat = {}
+
+  def visit(prefix, node):
+    for key, value in node.items():
+      name = f"{prefix}{key}"
+      if isinstance(value, (dict, ml_collections.ConfigDict)):
+        visit(name + ".", value)
+      elif isinstance(value, (int, float, str, bool)):
+        flat[name] = value
+      else:
+        flat[name] = str(value)
+
+  visit("", config.to_dict())
+  return flat
+
