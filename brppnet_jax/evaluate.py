@@ -57,7 +57,8 @@ def score_row(batch: dict, i: int, prob: np.ndarray, config, face_detector):
   return scores.sums(), prob_orig
 
 
-def evaluate_split(p_predict, state, config, mesh, source, vocab, *, num_examples: int | None = None):
+def evaluate_split(p_predict, state, config, mesh, source, vocab, *,
+                   num_examples: int | None = None):
   """Metrics over every expression of `source`, and a few examples for summaries."""
   num_examples = config.num_image_summaries if num_examples is None else num_examples
   face_detector = privacy.has_face if config.compute_tdir else None
@@ -110,6 +111,22 @@ def format_table(result: dict) -> str:
   return "\n".join(lines)
 
 
+def evaluate_predictor(predictor, config, source, *, max_examples: int = 0,
+                       num_examples: int | None = None):
+  """Metrics of a restored `inference.Predictor` on `source`, and a few examples.
+
+  The network and input geometry come from the predictor's checkpoint; evaluation settings
+  (segment_thresh, compute_tdir, eval_batch_size) from `config`. max_examples > 0 scores only
+  the first that many expressions; num_examples (default config.num_image_summaries) are kept.
+  """
+  eval_config = predictor.eval_config(config)
+  eval_config.eval_max_examples = max(0, int(max_examples))
+  devices = predictor.mesh.size
+  eval_config.eval_batch_size = -(-config.eval_batch_size // devices) * devices
+  return evaluate_split(predictor.p_predict, predictor.state, eval_config, predictor.mesh,
+                        source, predictor.vocab, num_examples=num_examples)
+
+
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   """Evaluates the best (or given) checkpoint of `workdir` on `config.dataset.eval_split`.
 
@@ -119,10 +136,8 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   from brppnet_jax import inference  # pylint: disable=g-import-not-at-top  (avoids a cycle)
   predictor = inference.Predictor.from_workdir(workdir, step=step)
   source = input_pipeline.open_source(config, config.dataset.eval_split)
-  mesh = parallel.make_mesh()
-  eval_config = predictor.eval_config(config)
-  result, _ = evaluate_split(predictor.p_predict, predictor.state, eval_config, mesh, source,
-                             predictor.vocab, num_examples=0)
+  result, _ = evaluate_predictor(predictor, config, source,
+                                 max_examples=config.eval_max_examples, num_examples=0)
   result = {"step": predictor.step, "split": config.dataset.eval_split, **result}
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "eval_metrics.jsonl"), "a", encoding="utf-8") as f:

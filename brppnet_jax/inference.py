@@ -2,9 +2,12 @@
 
     predictor = Predictor.from_workdir("workdirs/synthetic")
     prob = predictor.predict_mask("photo.jpg", "protect privacy of man in red shirt")
+    probs = predictor.predict_masks(["a.jpg", "b.png"], ["protect privacy of ...", "..."])
 
-Probabilities come back at the image's own size (the letterbox inverted as in spec section 6).
-The predict function is compiled once per batch shape and reused.
+Probabilities come back at each image's own size (the letterbox inverted as in spec section 6).
+Pairs go through the network in batches whose row count is the device count times a power of
+two, at most `max_batch_size`, so the predict function compiles once per such size and is
+reused for any image size.
 """
 
 from __future__ import annotations
@@ -15,49 +18,26 @@ from typing import Sequence
 import jax
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from brppnet_jax import checkpointing
 from brppnet_jax import parallel
+from brppnet_jax import photo
 from brppnet_jax import steps
 from brppnet_jax.data import letterbox
 from brppnet_jax.data import vocab as vocab_lib
-
-MIN_IMAGE_SIDE = 8
-
-
-def load_rgb(image) -> np.ndarray:
-  """An RGB uint8 [h, w, 3] array from a path or an array; clear errors for bad input."""
-  if isinstance(image, (str, os.PathLike)):
-    path = os.fspath(image)
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f"image file not found: {path}")
-    try:
-      with Image.open(path) as im:
-        array = np.asarray(im.convert("RGB"))
-    except (OSError, Image.DecompressionBombError) as e:
-      raise ValueError(f"{path} is not a readable image: {e}") from None
-    name = path
-  else:
-    array, name = np.asarray(image), "image array"
-    if array.ndim == 2:
-      array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8:
-      raise ValueError(f"{name} must be uint8 [h, w, 3] RGB, got {array.dtype} {array.shape}")
-  if min(array.shape[:2]) < MIN_IMAGE_SIDE:
-    raise ValueError(f"{name} is too small: {array.shape[1]}x{array.shape[0]} pixels "
-                     f"(at least {MIN_IMAGE_SIDE} on each side)")
-  return array
 
 
 class Predictor:
   """A restored model with its vocabulary, ready to predict masks."""
 
   def __init__(self, config, vocab: vocab_lib.Vocabulary, state, step: int,
-               expressions: Sequence[str] = ()):
+               expressions: Sequence[str] = (), *, mesh=None,
+               max_batch_size: int | None = None):
     self.config, self.vocab, self.step = config, vocab, step
     self._expressions = list(expressions)
-    self.mesh = parallel.make_mesh()
+    self.mesh = parallel.make_mesh() if mesh is None else mesh
+    rows = max_batch_size or config.eval_batch_size
+    self.max_batch_size = -(-rows // self.mesh.size) * self.mesh.size  # Whole rows per device.
     _, _, _, predict_fn = steps.make_steps(config, steps_per_epoch=1)
     self.state = state
     self.p_predict = jax.jit(predict_fn, in_shardings=(
@@ -66,23 +46,31 @@ class Predictor:
                              out_shardings=parallel.batch_sharding(self.mesh))
 
   @classmethod
-  def from_workdir(cls, workdir: str, step: int | None = None) -> "Predictor":
+  def from_workdir(cls, workdir: str, step: int | None = None, *,
+                   max_batch_size: int | None = None) -> "Predictor":
     """Loads the best checkpoint (or `step`) with the config and vocabulary stored with it."""
-    if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
-      raise FileNotFoundError(f"no checkpoint in {checkpointing.checkpoint_dir(workdir)}")
+    directory = checkpointing.checkpoint_dir(workdir)
+    if not os.path.isdir(directory):
+      raise FileNotFoundError(f"no checkpoint in {directory}")
     ckpts = checkpointing.Checkpoints(workdir, read_only=True)
-    step = checkpointing.resolve_step(ckpts, step, workdir)
-    config, words, expressions = ckpts.restore_metadata(step)
-    mesh = parallel.make_mesh()
-    model, tx, _, _ = steps.make_steps(config, steps_per_epoch=1)
-    abstract = jax.eval_shape(
-        lambda r: steps.create_train_state(model, config, tx, r), steps.prng_key(0))
-    repl = parallel.replicated(mesh)
-    abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract)
-    state = ckpts.restore_state(step, abstract)
-    ckpts.close()
-    return cls(config, vocab_lib.Vocabulary(words), state, step, expressions)
+    try:
+      step = checkpointing.resolve_step(ckpts, step, workdir)
+      try:
+        config, words, expressions = ckpts.restore_metadata(step)
+      except KeyError as e:  # Orbax names the missing item.
+        raise ValueError(f"checkpoint {step} in {directory} is incomplete: {e.args[0]}") from None
+      mesh = parallel.make_mesh()
+      model, tx, _, _ = steps.make_steps(config, steps_per_epoch=1)
+      abstract = jax.eval_shape(
+          lambda r: steps.create_train_state(model, config, tx, r), steps.prng_key(0))
+      repl = parallel.replicated(mesh)
+      abstract = jax.tree.map(
+          lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract)
+      state = ckpts.restore_state(step, abstract)
+    finally:
+      ckpts.close()
+    return cls(config, vocab_lib.Vocabulary(words), state, step, expressions, mesh=mesh,
+               max_batch_size=max_batch_size)
 
   def train_expressions(self) -> list[str]:
     """The sentences the model was trained on (the spoken-request language model's text)."""
@@ -99,24 +87,42 @@ class Predictor:
     return merged
 
   def encode(self, text: str) -> np.ndarray:
+    """Token ids [word_len] of a request; ValueError for an empty one."""
     if not isinstance(text, str) or not text.strip():
-      raise ValueError("the request text is empty")
+      raise ValueError(f"the request text is empty: {text!r}")
     return self.vocab.encode(text, self.config.dataset.word_len)
 
+  def batch_rows(self, n: int) -> int:
+    """Rows of the compiled batch that carries n <= max_batch_size pairs."""
+    rows = self.mesh.size
+    while rows < n:
+      rows *= 2
+    return min(rows, self.max_batch_size)
+
   def predict_masks(self, images: Sequence, texts: Sequence[str]) -> list[np.ndarray]:
-    """Probability masks [h, w] float32, one per (image, text) pair, at each image's size."""
+    """Probability masks [h, w] float32, one per (image, text) pair, at each image's size.
+
+    Images are paths or uint8 RGB arrays, as `photo.load_rgb` takes them.
+    """
+    images, texts = list(images), list(texts)
     if len(images) != len(texts):
       raise ValueError(f"{len(images)} images but {len(texts)} texts")
+    tokens = [self.encode(t) for t in texts]  # Bad text fails before any image is read.
+    out = []
+    for start in range(0, len(images), self.max_batch_size):
+      end = start + self.max_batch_size
+      out.extend(self._predict_batch(images[start:end], tokens[start:end]))
+    return out
+
+  def _predict_batch(self, images: list, tokens: list[np.ndarray]) -> list[np.ndarray]:
     size = self.config.dataset.input_size
-    rgbs = [load_rgb(im) for im in images]
-    tokens = np.stack([self.encode(t) for t in texts])
+    rgbs = [photo.load_rgb(im) for im in images]
     boxed = np.stack([letterbox.letterbox_image(rgb, size) for rgb in rgbs])
-    n = len(rgbs)
-    padded = -(-n // self.mesh.size) * self.mesh.size  # Every device gets equal rows.
-    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - n, axis=0)])
-    batch = parallel.global_batch({"image": pad(boxed), "tokens": pad(tokens)}, self.mesh)
-    probs = np.asarray(jax.device_get(self.p_predict(self.state, batch["image"],
-                                                     batch["tokens"])))[:n]
+    n, rows = len(rgbs), self.batch_rows(len(rgbs))
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], rows - n, axis=0)])
+    batch = parallel.global_batch({"image": pad(boxed), "tokens": pad(np.stack(tokens))},
+                                  self.mesh)
+    probs = parallel.local_rows(self.p_predict(self.state, batch["image"], batch["tokens"]))[:n]
     out = []
     for rgb, prob in zip(rgbs, probs):
       h, w = rgb.shape[:2]

@@ -29,7 +29,7 @@ def get_config():
   config.batch_size = 16
   config.eval_batch_size = 32
   config.num_epochs = 0
-  config.total_steps = 1500
+  config.total_steps = 2000
   config.optimizer.constant_epochs = 1000  # No decay inside a short run.
   config.log_every_steps = 50
   config.eval_every_steps = 500

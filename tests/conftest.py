@@ -55,7 +55,7 @@ def build_once(tmp_path_factory, name: str, build) -> pathlib.Path:
 
 # The synthetic twin as `make demo` makes it, only smaller.
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 1000, 150
-TRAIN_STEPS = 600
+TRAIN_STEPS = 1000
 
 
 @pytest.fixture(scope="session")

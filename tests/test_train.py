@@ -123,7 +123,7 @@ def test_synthetic_training_beats_the_text_blind_ceiling(trained_workdir, synthe
   assert final["step"] == TRAIN_STEPS
   ceiling = synthetic.text_blind_ceiling(str(synthetic_dataset / "raw"), split="test")
   assert final["num_expressions"] == ceiling["expressions"]  # Each expression once.
-  assert final["miou"] > ceiling["ceiling"] + 0.15, (final, ceiling)
+  assert final["miou"] > ceiling["ceiling"] + 0.1, (final, ceiling)
   for key in ("miou", "oiou", "prec@0.5", "prec@0.9", "tdir", "ssim", "psnr", "precision",
               "recall", "f1", "accuracy"):
     assert key in final
