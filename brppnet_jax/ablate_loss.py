@@ -123,8 +123,11 @@ def format_table(results: dict, *, config_name: str, total_steps: int, seeds, da
   summaries = {loss: summarize(runs) for loss, runs in results.items()}
   best = {}
   for key, _ in COLUMNS:
-    means = [s[key][0] for s in summaries.values() if s[key][0] is not None]
-    best[key] = max(means) if means else None
+    means = [s[key][0] for s in summaries.values()]
+    numbers = [m for m in means if m is not None]
+    # A column where every loss ties has no best.
+    tie = all(m == max(numbers, default=None) for m in means)
+    best[key] = None if tie else max(numbers)
   seeds = list(seeds)
   seed_text = (f"seed {seeds[0]}" if len(seeds) == 1 else
                f"seeds {', '.join(map(str, seeds))}; mean ± std over seeds")
@@ -138,8 +141,8 @@ def format_table(results: dict, *, config_name: str, total_steps: int, seeds, da
       "|---|" + "---:|" * len(COLUMNS),
   ]
   for loss, summary in summaries.items():
-    cells = [_cell(*summary[key], best=summary[key][0] is not None and summary[key][0] ==
-                   best[key]) for key, _ in COLUMNS]
+    cells = [_cell(*summary[key], best=best[key] is not None and summary[key][0] == best[key])
+             for key, _ in COLUMNS]
     lines.append(f"| {LOSS_NAMES.get(loss, loss)} (`{loss}`) | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -177,9 +180,12 @@ def write_readme_section(path: str, table: str) -> None:
   os.replace(temp, path)  # Readers never see a half-written README.
 
 
-def _config_name(path: str) -> str:
-  path = os.path.abspath(path)
-  return os.path.relpath(path, _REPO) if path.startswith(_REPO + os.sep) else path
+def _config_name(config_flag) -> str:
+  """The config file (relative to the repository when inside it) and any --config.* overrides."""
+  path = os.path.abspath(config_flags.get_config_filename(config_flag))
+  name = os.path.relpath(path, _REPO) if path.startswith(_REPO + os.sep) else path
+  overrides = config_flags.get_override_values(config_flag)
+  return " ".join([name] + [f"--config.{k}={v}" for k, v in sorted(overrides.items())])
 
 
 def main(argv):
@@ -200,7 +206,7 @@ def main(argv):
                            data_dir=FLAGS.data_dir, total_steps=FLAGS.total_steps)
     total_steps = FLAGS.total_steps or config.total_steps
     date = datetime.date.today().isoformat()
-    config_name = _config_name(config_flags.get_config_filename(FLAGS["config"]))
+    config_name = _config_name(FLAGS["config"])
     table = format_table(results, config_name=config_name, total_steps=total_steps,
                          seeds=seeds, date=date)
     print(table)

@@ -3,7 +3,7 @@
     python -m brppnet_jax.benchmark --size 416 --batch 32 --dtype bfloat16 --json bench.json
     python -m brppnet_jax.benchmark --config configs/synthetic.py --size 128 --batch 8
 
-Prints a table (images per second, milliseconds per step, XLA's FLOP count, peak memory) and
+Prints a table (images per second, milliseconds per step, compile time, peak memory) and
 writes the same numbers as JSON. Needs jax, flax, optax and ml_collections only.
 """
 
@@ -89,14 +89,12 @@ def run(config, batch: int, num_steps: int, warmup: int) -> dict:
 
   train = _time(one_step, warmup + num_steps)
   fwd_med, train_med = np.median(fwd[warmup:]), np.median(train[warmup:])
-  flops = (c_train.cost_analysis() or {}).get("flops", float("nan"))
   return {
       "device": jax.devices()[0].device_kind, "num_devices": len(jax.devices()),
       "jax": jax.__version__, "dtype": config.model.dtype, "size": size, "batch": batch,
       "width": config.model.width, "freeze_backbone": bool(config.model.freeze_backbone),
       "forward_img_per_s": batch / fwd_med, "forward_ms": 1e3 * fwd_med,
       "train_img_per_s": batch / train_med, "train_ms": 1e3 * train_med,
-      "train_gflop_per_img": flops / batch / 1e9 if flops == flops else None,
       "compile_s": compile_s, "peak_memory_gb": peak_memory_gb(),
       "final_loss": float(jax.device_get(one_step())),
   }

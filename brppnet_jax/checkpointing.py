@@ -36,6 +36,9 @@ class Checkpoints:
             policies.LatestN(n=keep),
             policies.BestN(get_metric_fn=_miou, n=1, keep_checkpoints_without_metrics=False),
         ]),
+        # Only decides that metrics are written with each checkpoint (for `best_step` after a
+        # restart); what is kept is the preservation policy's business alone.
+        best_fn=_miou, best_mode="max",
         enable_async_checkpointing=async_save,
         create=not read_only,
         read_only=read_only)

@@ -130,7 +130,7 @@ def train_step(state: TrainState, batch: dict, *, model, config, tx, lr_fn):
   metrics = {
       "loss": loss, "data_loss": data_loss, "l2": l2,
       "learning_rate": lr_fn(state.step),
-      "grad_norm": optax.global_norm(grads),
+      "grad_norm": optax.tree.norm(grads),
   }
   return new_state, metrics
 

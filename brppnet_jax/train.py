@@ -140,20 +140,31 @@ def _is_due(step: int, every: int, total: int) -> bool:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
   """Trains (resuming from the latest checkpoint in `workdir`) and evaluates; returns the state."""
   run = setup(config, workdir)
-  config = run.config
   os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0, asynchronous=True)
-  ckpts = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
-  train_iter = input_pipeline.create_train_iterator(
-      config, run.train_source, run.vocab, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count())
-  state, start = run.state, ckpts.latest_step() or 0
-  if start:
-    logging.info("Resuming from checkpoint step %d in %s", start, workdir)
-    state = ckpts.restore_state(start, state, train_iter)
-  else:
-    writer.write_hparams(_flat_hparams(config))
+  ckpts = checkpointing.Checkpoints(workdir, keep=run.config.keep_checkpoints)
+  try:
+    train_iter = input_pipeline.create_train_iterator(
+        run.config, run.train_source, run.vocab, seed=run.config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    state, start = run.state, ckpts.latest_step() or 0
+    if start:
+      logging.info("Resuming from checkpoint step %d in %s", start, workdir)
+      state = ckpts.restore_state(start, state, train_iter)
+    else:
+      writer.write_hparams(_flat_hparams(run.config))
+    return _train_loop(run, state, start, train_iter, ckpts, writer, workdir)
+  finally:
+    # Also on errors: pending saves finish and background threads stop before exit.
+    ckpts.wait()
+    ckpts.close()
+    writer.close()
+
+
+def _train_loop(run: Run, state, start: int, train_iter, ckpts, writer, workdir: str):
+  """Steps from `start` to the end, logging, evaluating and saving as the config says."""
+  config = run.config
   eval_every = config.eval_every_steps or run.steps_per_epoch
   ckpt_every = config.checkpoint_every_steps or run.steps_per_epoch
   progress = periodic_actions.ReportProgress(num_train_steps=run.total_steps, writer=writer)
@@ -174,23 +185,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
                              config.batch_size)
         window, window_start = [], time.perf_counter()
       stop = preemption.requested or ckpts.manager.reached_preemption(step)
-      eval_due, ckpt_due = _is_due(step, eval_every, run.total_steps), _is_due(
-          step, ckpt_every, run.total_steps)
-      if eval_due or ckpt_due or stop:
-        check_finite(state, last_saved)
+      eval_due = _is_due(step, eval_every, run.total_steps)
+      save_due = eval_due or stop or _is_due(step, ckpt_every, run.total_steps)
+      if save_due:
+        check_finite(state, last_saved)  # A bad state is never saved.
       result = None
       if eval_due:
         with progress.timed("eval"):
           result = evaluate_and_write(run, state, step, writer, workdir)
-      if eval_due or ckpt_due or stop:
+      if save_due:
         ckpts.save(step, state, metrics=result, force=True, **save_kwargs)
         last_saved = step
       if stop:
         logging.warning("Preempted at step %d: checkpoint saved, stopping.", step)
         break
-  ckpts.wait()
-  ckpts.close()
-  writer.flush()
   return state
 
 

@@ -46,11 +46,12 @@ def test_learning_rate_follows_the_epoch_schedule_of_the_paper():
   config = default_config.get_config()
   schedule = steps.learning_rate_fn(config, steps_per_epoch=7)
   lr_of_epoch = {e: float(schedule(7 * (e - 1))) for e in range(1, 51)}
-  assert all(lr_of_epoch[e] == 1e-3 for e in range(1, 19))
+  assert all(lr_of_epoch[e] == pytest.approx(1e-3) for e in range(1, 19))
   assert lr_of_epoch[19] == pytest.approx(5e-4) and lr_of_epoch[28] == pytest.approx(5e-4)
   assert lr_of_epoch[29] == pytest.approx(2.5e-4) and lr_of_epoch[39] == pytest.approx(1.25e-4)
   assert lr_of_epoch[50] == pytest.approx(6.25e-5)
-  assert float(schedule(7 * 18 + 6)) == 1e-3  # Last step of epoch 18.
+  assert float(schedule(7 * 18 - 1)) == pytest.approx(1e-3)  # Last step of epoch 18.
+  assert float(schedule(7 * 18)) == pytest.approx(5e-4)  # First step of epoch 19.
 
 
 @pytest.mark.parametrize("freeze", [True, False])
@@ -72,17 +73,26 @@ def test_step_trains_exactly_the_unfrozen_parameters(freeze):
 
 
 def test_data_parallel_step_on_8_devices_equals_one_device():
+  """One step, 1 vs 8 devices: same loss; the same update up to float32 summation order.
+
+  A large Adam epsilon makes the update proportional to the gradient (Adam's first step is
+  otherwise lr * sign(g), which flips on tiny gradients); see tests/test_multiprocess.py.
+  """
   config = tiny_config()
-  batches = [random_batch(config, seed=s) for s in range(2)]
-  results = []
+  config.optimizer.eps, config.optimizer.learning_rate = 1000.0, 0.01
+  batch = random_batch(config, n=16)
+  start, results, losses = None, [], []
   for devices in (jax.devices()[:1], jax.devices()[:8]):
     mesh = parallel.make_mesh(devices)
     state, step = make_state(config, mesh)
-    for batch in batches:
-      state, _ = step(state, parallel.global_batch(batch, mesh))
+    start = jax.device_get(state.params)
+    state, metrics = step(state, parallel.global_batch(batch, mesh))
     results.append(jax.device_get(state.params))
-  for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
-    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    losses.append(float(metrics["loss"]))
+  assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+  flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+  one, eight, init = (flat(t) for t in (*results, start))
+  assert np.linalg.norm(one - eight) < 0.02 * np.linalg.norm(one - init)
 
 
 def test_nonfinite_loss_freezes_the_state_and_names_the_step():
