@@ -37,17 +37,24 @@ LOSS_NAMES = {"balanced_bce": "Balanced-BCE", "bce": "BCE", "weighted_bce": "Wei
 COLUMNS = (("miou", "mIoU"), ("oiou", "oIoU"), ("prec@0.5", "prec@0.5"), ("f1", "F1"))
 
 FLAGS = flags.FLAGS
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_REPO, "configs", "synthetic.py"), "Training configuration file.")
-flags.DEFINE_string("workdir", None, "Root folder: one sub-workdir per loss and seed.")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: the config's).")
-flags.DEFINE_integer("total_steps", None, "Training steps per run (default: the config's).")
-flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds; several give mean ± std.")
-flags.DEFINE_list("losses", list(losses.LOSSES), "Comma-separated losses to compare.")
-flags.DEFINE_string("readme", os.path.join(_REPO, "README.md"),
-                    "README whose loss-ablation section is replaced; empty: write none.")
-flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
-flags.mark_flags_as_required(["workdir"])
+_CONFIG = None
+
+
+def define_flags() -> None:
+  """Registers the command-line flags; only when run as a program, so that importing this
+  module next to other command-line modules (build, main) defines no clashing flags."""
+  global _CONFIG
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", os.path.join(_REPO, "configs", "synthetic.py"), "Training configuration file.")
+  flags.DEFINE_string("workdir", None, "Root folder: one sub-workdir per loss and seed.")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: the config's).")
+  flags.DEFINE_integer("total_steps", None, "Training steps per run (default: the config's).")
+  flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds; several give mean ± std.")
+  flags.DEFINE_list("losses", list(losses.LOSSES), "Comma-separated losses to compare.")
+  flags.DEFINE_string("readme", os.path.join(_REPO, "README.md"),
+                      "README whose loss-ablation section is replaced; empty: write none.")
+  flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
+  flags.mark_flags_as_required(["workdir"])
 
 
 def run_config(config, loss: str, seed: int, *, data_dir: str | None = None,
@@ -222,4 +229,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -54,21 +54,21 @@ def test_learning_rate_follows_the_epoch_schedule_of_the_paper():
   assert float(schedule(7 * 18)) == pytest.approx(5e-4)  # First step of epoch 19.
 
 
-@pytest.mark.parametrize("freeze", [True, False])
-def test_step_trains_exactly_the_unfrozen_parameters(freeze):
-  config = tiny_config(freeze_backbone=freeze)
+def test_step_trains_everything_but_the_frozen_backbone():
+  # Unfrozen training is covered in tests/test_models.py and by every synthetic run.
+  config = tiny_config(freeze_backbone=True)
   state, step = make_state(config, parallel.make_mesh(jax.devices()[:1]))
   before = jax.device_get(state)
   after, metrics = step(state, random_batch(config))
   after = jax.device_get(after)
   changed = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(
       jax.tree.leaves(a), jax.tree.leaves(b)))
-  assert changed(before.params["backbone"], after.params["backbone"]) == (not freeze)
-  assert changed(before.batch_stats["backbone"], after.batch_stats["backbone"]) == (not freeze)
+  assert not changed(before.params["backbone"], after.params["backbone"])
+  assert not changed(before.batch_stats["backbone"], after.batch_stats["backbone"])
   assert changed(before.params["head"], after.params["head"])
   assert changed(before.params["text_encoder"], after.params["text_encoder"])
   # The optimiser keeps no moments for frozen parameters.
-  assert ("backbone" in str(jax.tree_util.tree_structure(before.opt_state))) == (not freeze)
+  assert "backbone" not in str(jax.tree_util.tree_structure(before.opt_state))
   assert int(after.step) == 1 and float(metrics["l2"]) > 0
 
 
