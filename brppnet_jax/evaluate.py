@@ -24,6 +24,8 @@ from brppnet_jax.data import input_pipeline
 from brppnet_jax.data import letterbox
 
 
+EVAL_METRICS_FILE = "eval_metrics.jsonl"
+
 @dataclasses.dataclass
 class Example:
   """One evaluated expression kept for image summaries."""
@@ -127,6 +129,12 @@ def evaluate_predictor(predictor, config, source, *, max_examples: int = 0,
                         source, predictor.vocab, num_examples=num_examples)
 
 
+def append_metrics(workdir: str, record: dict) -> None:
+  """Adds one JSON line to WORKDIR/eval_metrics.jsonl."""
+  with open(os.path.join(workdir, EVAL_METRICS_FILE), "a", encoding="utf-8") as f:
+    f.write(json.dumps(record) + "\n")
+
+
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   """Evaluates the best (or given) checkpoint of `workdir` on `config.dataset.eval_split`.
 
@@ -140,6 +148,5 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
                                  max_examples=config.eval_max_examples, num_examples=0)
   result = {"step": predictor.step, "split": config.dataset.eval_split, **result}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "eval_metrics.jsonl"), "a", encoding="utf-8") as f:
-      f.write(json.dumps(result) + "\n")
+    append_metrics(workdir, result)
   return result

@@ -28,7 +28,7 @@ from brppnet_jax import steps
 from brppnet_jax.data import input_pipeline
 from brppnet_jax.steps import train_step  # pylint: disable=unused-import  (the public step)
 
-EVAL_METRICS_FILE = "eval_metrics.jsonl"
+EVAL_METRICS_FILE = evaluate.EVAL_METRICS_FILE
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -208,8 +208,7 @@ def evaluate_and_write(run: Run, state, step: int, writer, workdir: str) -> dict
       run.p_predict, state, run.config, run.mesh, run.eval_source, run.vocab)
   logging.info("Step %d eval: %s", step, json.dumps(result))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, EVAL_METRICS_FILE), "a", encoding="utf-8") as f:
-      f.write(json.dumps({"step": step, **result}) + "\n")
+    evaluate.append_metrics(workdir, {"step": step, **result})
   scalars = {f"eval/{k}": v for k, v in result.items() if v is not None}
   writer.write_scalars(step, scalars)
   if examples:
