@@ -67,15 +67,11 @@ def run(config, batch: int, num_steps: int, warmup: int) -> dict:
   mesh = parallel.make_mesh()
   parallel.check_batch_size(batch, mesh, "batch")
   model, tx, train_fn, predict_fn = steps.make_steps(config, steps_per_epoch=1000)
-  repl, batch_sh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  create = lambda r: steps.create_train_state(model, config, tx, r)
-  shardings = jax.tree.map(lambda _: repl, jax.eval_shape(create, steps.prng_key(0)))
-  state = jax.jit(create, out_shardings=shardings)(steps.prng_key(0))
-  data = jax.device_put(random_batch(config, batch, size, config.model.vocab_size), batch_sh)
-  p_predict = jax.jit(predict_fn, in_shardings=(shardings, batch_sh, batch_sh),
-                      out_shardings=batch_sh)
-  p_train = jax.jit(train_fn, in_shardings=(shardings, batch_sh),
-                    out_shardings=(shardings, repl), donate_argnums=0)
+  state, shardings = steps.create_replicated_state(model, config, tx, mesh, steps.prng_key(0))
+  data = jax.device_put(random_batch(config, batch, size, config.model.vocab_size),
+                        parallel.batch_sharding(mesh))
+  p_predict = steps.jit_predict(predict_fn, mesh, shardings)
+  p_train = steps.jit_train(train_fn, mesh, shardings)
   t0 = time.perf_counter()
   c_train = p_train.lower(state, data).compile()
   c_predict = p_predict.lower(state, data["image"], data["tokens"]).compile()

@@ -40,10 +40,8 @@ class Predictor:
     self.max_batch_size = -(-rows // self.mesh.size) * self.mesh.size  # Whole rows per device.
     _, _, _, predict_fn = steps.make_steps(config, steps_per_epoch=1)
     self.state = state
-    self.p_predict = jax.jit(predict_fn, in_shardings=(
-        jax.tree.map(lambda _: parallel.replicated(self.mesh), state),
-        parallel.batch_sharding(self.mesh), parallel.batch_sharding(self.mesh)),
-                             out_shardings=parallel.batch_sharding(self.mesh))
+    self.p_predict = steps.jit_predict(
+        predict_fn, self.mesh, jax.tree.map(lambda _: parallel.replicated(self.mesh), state))
 
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None, *,

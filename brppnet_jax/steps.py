@@ -16,6 +16,7 @@ import optax
 
 from brppnet_jax import losses
 from brppnet_jax import models
+from brppnet_jax import parallel
 
 FROZEN_KEY = "backbone"
 
@@ -150,3 +151,23 @@ def make_steps(config, steps_per_epoch: int):
   train = functools.partial(train_step, model=model, config=config, tx=tx, lr_fn=lr_fn)
   predict = functools.partial(predict_step, model=model)
   return model, tx, train, predict
+
+
+def create_replicated_state(model, config, tx, mesh, rng):
+  """A fresh state replicated over `mesh`, its shardings fixed from shapes before anything
+  is allocated. Returns (state, shardings)."""
+  create = lambda r: create_train_state(model, config, tx, r)
+  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), jax.eval_shape(create, rng))
+  return jax.jit(create, out_shardings=shardings)(rng), shardings
+
+
+def jit_train(train_fn, mesh, state_shardings):
+  """train_fn jitted with a `data`-sharded batch and the state donated."""
+  return jax.jit(train_fn, in_shardings=(state_shardings, parallel.batch_sharding(mesh)),
+                 out_shardings=(state_shardings, parallel.replicated(mesh)), donate_argnums=0)
+
+
+def jit_predict(predict_fn, mesh, state_shardings):
+  """predict_fn jitted with `data`-sharded images, tokens and probabilities."""
+  batch = parallel.batch_sharding(mesh)
+  return jax.jit(predict_fn, in_shardings=(state_shardings, batch, batch), out_shardings=batch)

@@ -67,10 +67,7 @@ def with_vocab_size(config, vocab) -> ml_collections.ConfigDict:
 
 def create_state(config, model, tx, mesh, rng, embeddings=None):
   """A replicated train state, its shardings fixed from shapes before anything is allocated."""
-  create = lambda r: steps.create_train_state(model, config, tx, r)
-  abstract = jax.eval_shape(create, rng)
-  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-  state = jax.jit(create, out_shardings=shardings)(rng)
+  state, shardings = steps.create_replicated_state(model, config, tx, mesh, rng)
   if embeddings is not None or config.model.backbone_weights:
     state = jax.device_put(pretrained.load_into_state(state, config, embeddings), shardings)
   return state, shardings
@@ -93,11 +90,8 @@ def setup(config, workdir: str) -> Run:
   model, tx, train_fn, predict_fn = steps.make_steps(config, steps_per_epoch)
   state, shardings = create_state(config, model, tx, mesh, steps.prng_key(config.seed),
                                   input_pipeline.load_embeddings(config, vocab))
-  batch_sh, repl = parallel.batch_sharding(mesh), parallel.replicated(mesh)
-  p_train = jax.jit(train_fn, in_shardings=(shardings, batch_sh),
-                    out_shardings=(shardings, repl), donate_argnums=0)
-  p_predict = jax.jit(predict_fn, in_shardings=(shardings, batch_sh, batch_sh),
-                      out_shardings=batch_sh)
+  p_train = steps.jit_train(train_fn, mesh, shardings)
+  p_predict = steps.jit_predict(predict_fn, mesh, shardings)
   return Run(config, vocab, train_source, eval_source, mesh, steps_per_epoch,
              total_steps(config, steps_per_epoch), p_train, p_predict, state, shardings)
 

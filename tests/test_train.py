@@ -37,8 +37,7 @@ def random_batch(config, seed=0, n=8):
 def make_state(config, mesh):
   model, tx, train_fn, _ = steps.make_steps(config, steps_per_epoch=10)
   state, shardings = train.create_state(config, model, tx, mesh, steps.prng_key(0))
-  step = jax.jit(train_fn, in_shardings=(shardings, parallel.batch_sharding(mesh)),
-                 out_shardings=(shardings, parallel.replicated(mesh)))
+  step = steps.jit_train(train_fn, mesh, shardings)
   return state, step
 
 
