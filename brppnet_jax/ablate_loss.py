@@ -2,11 +2,14 @@
 
     python -m brppnet_jax.ablate_loss --workdir=/tmp/ablate --data_dir=data/tfds \
         [--config=configs/synthetic.py] [--total_steps=N] [--seeds=0,1,2] [--losses=bce,...] \
-        [--readme=README.md] [--json=ablation.json]
+        [--results_dir=benchmarks/results/ablate_loss] [--readme=README.md] [--table_only]
 
-Each (loss, seed) trains in WORKDIR/<loss>/seed<seed> (resumed if it has checkpoints); the final
-evaluation's mIoU, oIoU, prec@0.5 and F1 go into a markdown table that is printed and written
-between the `<!-- loss-ablation:start -->` and `<!-- loss-ablation:end -->` lines of the README.
+Each (loss, seed) trains in WORKDIR/<loss>/seed<seed> (resumed if it has checkpoints) and its
+evaluations go to RESULTS_DIR/<loss>_seed<seed>_<steps>steps.json. The tables (final mIoU,
+oIoU, prec@0.5 and F1, mean and std over seeds; mIoU at every evaluation) are then made from
+those files alone, printed, and written between the `<!-- loss-ablation:start -->` and
+`<!-- loss-ablation:end -->` lines of the README. `--table_only` skips training and remakes
+the tables from the stored files.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import sys
 
 # Config files import `configs.default`; make that work from any directory.
@@ -53,8 +57,9 @@ def define_flags() -> None:
   flags.DEFINE_list("losses", list(losses.LOSSES), "Comma-separated losses to compare.")
   flags.DEFINE_string("readme", os.path.join(_REPO, "README.md"),
                       "README whose loss-ablation section is replaced; empty: write none.")
-  flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
-  flags.mark_flags_as_required(["workdir"])
+  flags.DEFINE_string("results_dir", os.path.join(_REPO, "benchmarks", "results", "ablate_loss"),
+                      "Where each run's evaluations are stored, and the tables read from.")
+  flags.DEFINE_bool("table_only", False, "Make the tables from stored results; train nothing.")
 
 
 def run_config(config, loss: str, seed: int, *, data_dir: str | None = None,
@@ -88,9 +93,43 @@ def final_metrics(workdir: str, step: int) -> dict:
   return matching[-1]
 
 
+def result_path(results_dir: str, loss: str, seed: int, total_steps: int) -> str:
+  return os.path.join(results_dir, f"{loss}_seed{seed}_{total_steps}steps.json")
+
+
+def machine() -> dict:
+  """What ran it: enough to tell a 2-core CPU from an accelerator."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return {"host": platform.node(), "processor": platform.processor() or platform.machine(),
+          "cpus": os.cpu_count(), "jax": jax.__version__,
+          "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+
+
+def write_result(results_dir: str, run, workdir: str, config_name: str) -> str:
+  """Stores one finished run: its settings and every evaluation of WORKDIR/eval_metrics.jsonl."""
+  path = os.path.join(workdir, train.EVAL_METRICS_FILE)
+  with open(path, encoding="utf-8") as f:
+    evaluations = [r for r in map(json.loads, filter(str.strip, f)) if "split" not in r]
+  record = {
+      "date": datetime.date.today().isoformat(), "config": config_name, "loss": run.loss.name,
+      "seed": run.seed, "total_steps": run.total_steps, "batch_size": run.batch_size,
+      "machine": machine(), "final": final_metrics(workdir, run.total_steps),
+      "evaluations": evaluations,
+  }
+  os.makedirs(results_dir, exist_ok=True)
+  out = result_path(results_dir, run.loss.name, run.seed, run.total_steps)
+  with open(out, "w", encoding="utf-8") as f:
+    json.dump(record, f, indent=1)
+  return out
+
+
 def run_ablation(config, workdir_root: str, loss_names, seeds, *, data_dir: str | None = None,
-                 total_steps: int | None = None) -> dict:
-  """Trains every (loss, seed); returns {loss: [final metrics of each seed]}."""
+                 total_steps: int | None = None, results_dir: str | None = None,
+                 config_name: str = "") -> dict:
+  """Trains every (loss, seed); returns {loss: [final metrics of each seed]}.
+
+  With `results_dir`, each run's record is also stored there (`write_result`).
+  """
   results = {}
   for loss in loss_names:
     results[loss] = []
@@ -101,7 +140,24 @@ def run_ablation(config, workdir_root: str, loss_names, seeds, *, data_dir: str 
                    workdir)
       train.train_and_evaluate(run, workdir)
       results[loss].append(final_metrics(workdir, run.total_steps))
+      if results_dir:
+        write_result(results_dir, run, workdir, config_name)
   return results
+
+
+def load_results(results_dir: str, loss_names, seeds, total_steps: int) -> dict[str, list[dict]]:
+  """{loss: [stored record of each seed]}; an error naming the first missing file."""
+  records = {}
+  for loss in loss_names:
+    records[loss] = []
+    for seed in seeds:
+      path = result_path(results_dir, loss, seed, total_steps)
+      if not os.path.isfile(path):
+        raise FileNotFoundError(f"no stored result {path}: train it first (without "
+                                "--table_only)")
+      with open(path, encoding="utf-8") as f:
+        records[loss].append(json.load(f))
+  return records
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -154,32 +210,87 @@ def format_table(results: dict, *, config_name: str, total_steps: int, seeds, da
   return "\n".join(lines)
 
 
-def _marker_span(text: str, path: str) -> tuple[int, int]:
+def format_progress(records: dict[str, list[dict]]) -> str:
+  """Markdown: mIoU (%) at every evaluation step, mean ± std over the stored seeds."""
+  steps = sorted({e["step"] for runs in records.values() for r in runs for e in r["evaluations"]})
+  lines = ["mIoU (%) at each evaluation:", "",
+           "| Loss | " + " | ".join(f"step {s}" for s in steps) + " |",
+           "|---|" + "---:|" * len(steps)]
+  for loss, runs in records.items():
+    cells = []
+    for step in steps:
+      at_step = [[e for e in r["evaluations"] if e["step"] == step] for r in runs]
+      if any(not found for found in at_step):
+        cells.append("n/a")
+        continue
+      mean, std = summarize([found[-1] for found in at_step])["miou"]
+      cells.append(_cell(mean, std, best=False))
+    lines.append(f"| {LOSS_NAMES.get(loss, loss)} (`{loss}`) | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def paired_differences(records: dict[str, list[dict]], reference: str = "balanced_bce") -> str:
+  """One line per other loss: its final mIoU minus the reference's, seed by seed (points)."""
+  if reference not in records:
+    return ""
+  lines = []
+  for loss, runs in records.items():
+    if loss == reference:
+      continue
+    deltas = [100 * (r["final"]["miou"] - ref["final"]["miou"])
+              for r, ref in zip(runs, records[reference])]
+    per_seed = ", ".join(f"{d:+.2f} (seed {r['seed']})" for d, r in zip(deltas, runs))
+    lines.append(f"- {LOSS_NAMES.get(loss, loss)} minus {LOSS_NAMES[reference]}, final mIoU in "
+                 f"points: {per_seed}; mean {sum(deltas) / len(deltas):+.2f}.")
+  return "\n".join(lines)
+
+
+def section_from_results(results_dir: str, loss_names, seeds, total_steps: int) -> str:
+  """The README section, made from the stored result files only."""
+  records = load_results(results_dir, loss_names, seeds, total_steps)
+  first = records[loss_names[0]][0]
+  dates = sorted({r["date"] for runs in records.values() for r in runs})
+  date = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+  table = format_table({loss: [r["final"] for r in runs] for loss, runs in records.items()},
+                       config_name=first["config"], total_steps=total_steps, seeds=seeds,
+                       date=date)
+  where = os.path.relpath(results_dir, _REPO) if results_dir.startswith(_REPO + os.sep) else (
+      results_dir)
+  m = first["machine"]
+  return "\n".join([
+      table, "", format_progress(records), "", paired_differences(records), "",
+      f"Machine: {m['devices']}, {m['cpus']} CPUs, jax {m['jax']}. Raw results, one file per "
+      f"run: `{where}/<loss>_seed<seed>_{total_steps}steps.json`; this section is written by "
+      "`python -m brppnet_jax.ablate_loss` from those files."])
+
+
+def _marker_span(text: str, path: str, markers=(START_MARKER, END_MARKER)) -> tuple[int, int]:
   """Where the section's body starts and ends (after the start line, before the end marker)."""
-  if text.count(START_MARKER) != 1 or text.count(END_MARKER) != 1:
-    raise ValueError(f"{path} must contain the lines {START_MARKER} and {END_MARKER} exactly "
+  start_marker, end_marker = markers
+  if text.count(start_marker) != 1 or text.count(end_marker) != 1:
+    raise ValueError(f"{path} must contain the lines {start_marker} and {end_marker} exactly "
                      "once each")
-  start, end = text.index(START_MARKER) + len(START_MARKER), text.index(END_MARKER)
+  start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
   if end < start:
-    raise ValueError(f"{path}: {END_MARKER} comes before {START_MARKER}")
+    raise ValueError(f"{path}: {end_marker} comes before {start_marker}")
   return start, end
 
 
-def check_readme(path: str) -> None:
-  """Fails early (before any training) when `path` cannot take the table."""
+def check_readme(path: str, markers=(START_MARKER, END_MARKER)) -> None:
+  """Fails early (before any training) when `path` cannot take the section."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} does not exist; it needs the lines {START_MARKER} and "
-                            f"{END_MARKER} around the loss-ablation section")
+    raise FileNotFoundError(f"{path} does not exist; it needs the lines {markers[0]} and "
+                            f"{markers[1]} around the generated section")
   with open(path, encoding="utf-8") as f:
-    _marker_span(f.read(), path)
+    _marker_span(f.read(), path, markers)
 
 
-def write_readme_section(path: str, table: str) -> None:
+def write_readme_section(path: str, table: str, markers=(START_MARKER, END_MARKER)) -> None:
   """Replaces only the text between the markers of `path` with `table`."""
-  check_readme(path)
+  check_readme(path, markers)
   with open(path, encoding="utf-8") as f:
     text = f.read()
-  start, end = _marker_span(text, path)
+  start, end = _marker_span(text, path, markers)
   new_text = f"{text[:start]}\n{table}\n{text[end:]}"
   temp = f"{path}.ablate_loss.tmp"
   with open(temp, "w", encoding="utf-8") as f:
@@ -206,23 +317,20 @@ def main(argv):
     if not all(s.strip().lstrip("-").isdigit() for s in FLAGS.seeds):
       raise ValueError(f"--seeds must be comma-separated integers, got {','.join(FLAGS.seeds)!r}")
     seeds = [int(s) for s in FLAGS.seeds]
+    if not FLAGS.table_only and not FLAGS.workdir:
+      raise ValueError("--workdir is required to train (or pass --table_only)")
     if FLAGS.readme:
       check_readme(FLAGS.readme)
     config = _CONFIG.value
-    results = run_ablation(config, FLAGS.workdir, FLAGS.losses, seeds,
-                           data_dir=FLAGS.data_dir, total_steps=FLAGS.total_steps)
     total_steps = FLAGS.total_steps or config.total_steps
-    date = datetime.date.today().isoformat()
-    config_name = _config_name(FLAGS["config"])
-    table = format_table(results, config_name=config_name, total_steps=total_steps,
-                         seeds=seeds, date=date)
-    print(table)
+    if not FLAGS.table_only:
+      run_ablation(config, FLAGS.workdir, FLAGS.losses, seeds, data_dir=FLAGS.data_dir,
+                   total_steps=FLAGS.total_steps, results_dir=FLAGS.results_dir,
+                   config_name=_config_name(FLAGS["config"]))
+    section = section_from_results(FLAGS.results_dir, FLAGS.losses, seeds, total_steps)
+    print(section)
     if FLAGS.readme:
-      write_readme_section(FLAGS.readme, table)
-    if FLAGS.json:
-      with open(FLAGS.json, "w", encoding="utf-8") as f:
-        json.dump({"date": date, "config": config_name, "total_steps": total_steps,
-                   "seeds": seeds, "results": results}, f, indent=2)
+      write_readme_section(FLAGS.readme, section)
   except (FileNotFoundError, ValueError, train.NonFiniteLossError) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")

@@ -2,6 +2,7 @@
 
     python -m brppnet_jax.benchmark --size 416 --batch 32 --dtype bfloat16 --json bench.json
     python -m brppnet_jax.benchmark --config configs/synthetic.py --size 128 --batch 8
+    python -m brppnet_jax.benchmark --end_to_end ...   # the real loop: benchmark_end_to_end.py
 
 Prints a table (images per second, milliseconds per step, compile time, peak memory) and
 writes the same numbers as JSON. Needs jax, flax, optax and ml_collections only.
@@ -36,10 +37,13 @@ def load_config(path: str):
 
 
 def random_batch(config, batch: int, size: int, vocab_size: int, seed: int = 0) -> dict:
+  """Random rows as the input pipeline makes them: uint8 4:3 pictures letterboxed to size."""
   rng = np.random.default_rng(seed)
   out = size // config.model.seg_out_stride
+  picture_h = size * 3 // 4
   return {
-      "image": rng.random((batch, size, size, 3), np.float32),
+      "image": rng.integers(0, 256, (batch, size, size, 3), np.uint8),
+      "geometry": np.tile(np.int32([size, picture_h, 0, (size - picture_h) // 2]), (batch, 1)),
       "tokens": rng.integers(1, vocab_size, (batch, config.dataset.word_len), np.int32),
       "mask": (rng.random((batch, out, out, 1)) > 0.8).astype(np.float32),
   }
@@ -74,9 +78,10 @@ def run(config, batch: int, num_steps: int, warmup: int) -> dict:
   p_train = steps.jit_train(train_fn, mesh, shardings)
   t0 = time.perf_counter()
   c_train = p_train.lower(state, data).compile()
-  c_predict = p_predict.lower(state, data["image"], data["tokens"]).compile()
+  inputs = {k: data[k] for k in ("image", "geometry", "tokens")}
+  c_predict = p_predict.lower(state, inputs).compile()
   compile_s = time.perf_counter() - t0
-  fwd = _time(lambda: c_predict(state, data["image"], data["tokens"]), warmup + num_steps)
+  fwd = _time(lambda: c_predict(state, inputs), warmup + num_steps)
   holder = [state]
 
   def one_step():
@@ -103,6 +108,10 @@ def format_table(result: dict) -> str:
 
 
 def main(argv=None) -> dict:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if "--end_to_end" in argv:  # The real loop on a built dataset: benchmark_end_to_end.py.
+    from brppnet_jax import benchmark_end_to_end  # pylint: disable=g-import-not-at-top
+    return benchmark_end_to_end.main(argv)
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", default=os.path.join(_REPO, "configs", "default.py"))
   parser.add_argument("--size", type=int, default=None, help="input size (default: config's)")

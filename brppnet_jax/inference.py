@@ -12,8 +12,8 @@ reused for any image size.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
+import warnings
 
 import jax
 import ml_collections
@@ -21,10 +21,18 @@ import numpy as np
 
 from brppnet_jax import checkpointing
 from brppnet_jax import parallel
+from brppnet_jax import paths
 from brppnet_jax import photo
 from brppnet_jax import steps
 from brppnet_jax.data import letterbox
 from brppnet_jax.data import vocab as vocab_lib
+
+# Every request starts with these words (spec section 1); they name nobody.
+REQUEST_PREFIX = ("protect", "privacy", "of")
+
+
+class UnknownWordsWarning(UserWarning):
+  """A request holds words the model never saw in training; they are read as `<unk>`."""
 
 
 class Predictor:
@@ -47,16 +55,14 @@ class Predictor:
   def from_workdir(cls, workdir: str, step: int | None = None, *,
                    max_batch_size: int | None = None) -> "Predictor":
     """Loads the best checkpoint (or `step`) with the config and vocabulary stored with it."""
-    directory = checkpointing.checkpoint_dir(workdir)
-    if not os.path.isdir(directory):
+    directory = checkpointing.checkpoint_dir(workdir)  # Local or a URL (gs://...).
+    if not paths.is_dir(directory):
       raise FileNotFoundError(f"no checkpoint in {directory}")
     ckpts = checkpointing.Checkpoints(workdir, read_only=True)
     try:
       step = checkpointing.resolve_step(ckpts, step, workdir)
-      try:
-        config, words, expressions = ckpts.restore_metadata(step)
-      except KeyError as e:  # Orbax names the missing item.
-        raise ValueError(f"checkpoint {step} in {directory} is incomplete: {e.args[0]}") from None
+      # Unreadable or damaged: checkpointing.CorruptCheckpointError, one line.
+      config, words, expressions = ckpts.restore_metadata(step)
       mesh = parallel.make_mesh()
       model, tx, _, _ = steps.make_steps(config, steps_per_epoch=1)
       abstract = jax.eval_shape(
@@ -84,10 +90,35 @@ class Predictor:
     merged.dataset.word_len = self.config.dataset.word_len
     return merged
 
+  def unknown_words(self, text: str) -> list[str]:
+    """Words of the request after the "protect privacy of" prefix that the vocabulary lacks.
+
+    ValueError when no word after the prefix is known: the model would read only `<unk>`
+    and protect an arbitrary region.
+    """
+    words = vocab_lib.split_words(text)
+    if tuple(words[:len(REQUEST_PREFIX)]) == REQUEST_PREFIX:
+      words = words[len(REQUEST_PREFIX):]
+    known = set(self.vocab.words[2:])  # Not <pad> or <unk>.
+    unknown = [w for w in words if w not in known]
+    if len(unknown) == len(words):
+      raise ValueError(f"the request {text!r} has no word the model knows after "
+                       f"{' '.join(REQUEST_PREFIX)!r}" +
+                       (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return unknown
+
   def encode(self, text: str) -> np.ndarray:
-    """Token ids [word_len] of a request; ValueError for an empty one."""
+    """Token ids [word_len] of a request.
+
+    ValueError for an empty request or one without a known word after the prefix; an
+    UnknownWordsWarning names the unknown words of any other.
+    """
     if not isinstance(text, str) or not text.strip():
       raise ValueError(f"the request text is empty: {text!r}")
+    unknown = self.unknown_words(text)
+    if unknown:
+      warnings.warn(UnknownWordsWarning(
+          f"request {text!r}: unknown words read as <unk>: {', '.join(unknown)}"), stacklevel=3)
     return self.vocab.encode(text, self.config.dataset.word_len)
 
   def batch_rows(self, n: int) -> int:
@@ -115,18 +146,15 @@ class Predictor:
   def _predict_batch(self, images: list, tokens: list[np.ndarray]) -> list[np.ndarray]:
     size = self.config.dataset.input_size
     rgbs = [photo.load_rgb(im) for im in images]
-    boxed = np.stack([letterbox.letterbox_image(rgb, size) for rgb in rgbs])
+    boxed, geometries = zip(*(letterbox.letterbox_uint8(rgb, size) for rgb in rgbs))
     n, rows = len(rgbs), self.batch_rows(len(rgbs))
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], rows - n, axis=0)])
-    batch = parallel.global_batch({"image": pad(boxed), "tokens": pad(np.stack(tokens))},
-                                  self.mesh)
-    probs = parallel.local_rows(self.p_predict(self.state, batch["image"], batch["tokens"]))[:n]
-    out = []
-    for rgb, prob in zip(rgbs, probs):
-      h, w = rgb.shape[:2]
-      geometry = letterbox.letterbox_geometry(w, h, size)
-      out.append(letterbox.unletterbox(prob, geometry, (h, w), size))
-    return out
+    batch = parallel.global_batch({"image": pad(np.stack(boxed)),  # uint8, scaled on device.
+                                   "geometry": pad(np.asarray(geometries, np.int32)),
+                                   "tokens": pad(np.stack(tokens))}, self.mesh)
+    probs = parallel.local_rows(self.p_predict(self.state, batch))[:n]
+    return [letterbox.unletterbox(prob, geometry, rgb.shape[:2], size)
+            for rgb, prob, geometry in zip(rgbs, probs, geometries)]
 
   def predict_mask(self, image, text: str) -> np.ndarray:
     """The probability mask [h, w] of the person `text` refers to in `image`."""

@@ -9,13 +9,12 @@ import os
 import re
 import sys
 
-# Config files import `configs.default`; make that work from any directory.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from brppnet_jax import paths
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.",
@@ -31,10 +30,20 @@ flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _with_resolved_config(argv: list[str]) -> list[str]:
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if arg.startswith("--config="):
+      out[i] = "--config=" + paths.resolve_config_file(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(out):
+      out[i + 1] = paths.resolve_config_file(out[i + 1])
+  return out
+
+
 def parse_flags(argv):
   """absl parsing, with a one-line error for a mistyped --config.<key>."""
   try:
-    return FLAGS(argv)
+    return FLAGS(_with_resolved_config(argv))
   except (AttributeError, KeyError) as e:
     detail = " ".join(re.sub(r"\\n|\\'|[\"']", " ", str(e)).split())
     sys.exit(f"error: unknown config key on the command line: {detail}")
@@ -65,9 +74,13 @@ def main(argv):
   quiet_library_info_logs()
   initialize_distributed(config)
   # Imported after distributed initialisation, which must precede any JAX computation.
+  from brppnet_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  from brppnet_jax import devices  # pylint: disable=g-import-not-at-top
   from brppnet_jax import evaluate  # pylint: disable=g-import-not-at-top
   from brppnet_jax import train  # pylint: disable=g-import-not-at-top
   logging.info("Config:\n%s", config)
+  devices.warn_if_accelerator_unused()
+  logging.info("Compilation cache: %s", compilation_cache.enable(config, FLAGS.workdir))
   try:
     if FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)

@@ -1,6 +1,6 @@
 """Reads a user's photo (a path or an array) as RGB uint8, with one-line errors for bad input.
 
-Light on imports (numpy and Pillow only), so the protect CLI can check its input before it
+Light on imports (numpy, Pillow and etils.epath only), so the protect CLI can check its input before it
 imports JAX and loads a checkpoint.
 """
 
@@ -11,6 +11,8 @@ import os
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
+
+from brppnet_jax import paths
 
 MIN_IMAGE_SIDE = 8  # Pixels; below this nothing recognisable is left to protect.
 
@@ -36,10 +38,10 @@ def load_rgb(image) -> np.ndarray:
 
 
 def _read_file(path: str) -> np.ndarray:
-  if not os.path.isfile(path):
+  if not paths.is_file(path):  # Local, or a URL such as gs://bucket/photo.jpg.
     raise FileNotFoundError(f"image file not found: {path}")
   try:
-    with Image.open(path) as im:
+    with paths.absolute(path).open("rb") as f, Image.open(f) as im:
       return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
   except (OSError, ValueError, Image.DecompressionBombError) as e:
     detail = " ".join(str(e).split())

@@ -1,4 +1,4 @@
-"""Puts pretrained weights into a fresh train state: GloVe word vectors, Darknet backbone."""
+"""Puts pretrained weights into a fresh train state: word vectors and the COCO-trained YOLOv3."""
 
 from __future__ import annotations
 
@@ -6,14 +6,40 @@ from absl import logging
 import jax
 import numpy as np
 
-from brppnet_jax.models import darknet_weights
+from brppnet_jax.models import original_weights
+
+BACKBONE_INITS = {"byname": "all", "darknet": "darknet"}
+NO_BACKBONE = ("config.model.freeze_backbone=True but no config.model.backbone_weights: pass "
+               "the original's COCO-trained YOLOv3 (yolov3_480000.h5 from MCN, trained without "
+               "the RefCOCO val/test images; or Darknet yolov3.weights), or set "
+               "config.model.allow_random_backbone=True to train on a random frozen backbone")
+
+
+def check_backbone_weights(config) -> None:
+  """A frozen backbone that would stay random is a mistake unless asked for."""
+  m = config.model
+  if m.freeze_backbone and not m.backbone_weights and not m.allow_random_backbone:
+    raise ValueError(NO_BACKBONE)
+
+
+def load_backbone(path: str, variables, backbone_init: str = "byname"):
+  """`variables` with YOLOv3 weights from a keras-yolo3 `.h5` or a Darknet `.weights` file."""
+  if backbone_init not in BACKBONE_INITS:
+    raise ValueError(f"config.model.backbone_init must be one of {sorted(BACKBONE_INITS)}, "
+                     f"got {backbone_init!r}")
+  load = (original_weights.load_yolo3_h5 if str(path).endswith((".h5", ".hdf5"))
+          else original_weights.load_darknet_weights)
+  variables, filled = load(path, variables, BACKBONE_INITS[backbone_init])
+  logging.info("YOLOv3 weights from %s filled %d layers: %s", path, len(filled),
+               ", ".join(filled))
+  return variables
 
 
 def load_into_state(state, config, embeddings: np.ndarray | None = None):
-  """The state with the embedding table and/or the COCO-pretrained backbone replaced.
+  """The state with the word-vector table and/or the COCO-pretrained YOLOv3 weights put in.
 
   `embeddings` is a [vocab, embed_dim] table (from `input_pipeline.load_embeddings`);
-  `config.model.backbone_weights` names a Darknet `yolov3.weights` file.
+  `config.model.backbone_weights` names a keras-yolo3 `.h5` or Darknet `.weights` file.
   """
   params, batch_stats = state.params, state.batch_stats
   if embeddings is not None:
@@ -24,8 +50,8 @@ def load_into_state(state, config, embeddings: np.ndarray | None = None):
     params = {**params, "text_encoder": {
         **params["text_encoder"], "embedding": {"embedding": np.asarray(embeddings, table.dtype)}}}
   if config.model.backbone_weights:
-    host_params, host_stats = jax.device_get((params, batch_stats))
-    params, batch_stats = darknet_weights.load_darknet_weights(
-        config.model.backbone_weights, host_params, host_stats)
-    logging.info("Backbone weights loaded from %s", config.model.backbone_weights)
+    variables = jax.device_get({"params": params, "batch_stats": batch_stats})
+    variables = load_backbone(config.model.backbone_weights, variables,
+                              config.model.backbone_init)
+    params, batch_stats = variables["params"], variables["batch_stats"]
   return state.replace(params=params, batch_stats=batch_stats)

@@ -7,11 +7,13 @@
 
 Everything a user can get wrong (image, request, audio, output paths, workdir) is checked
 before the model loads. Every failure ends with one line on stderr, "error: ...", and exit
-status 1; the input image is only read.
+status 1; the input image is only read. A request with words the model does not know gets
+a "warning: ..." line naming them; one with no known word after "protect privacy of" fails.
 """
 
 import os
 import sys
+import warnings
 
 from absl import app
 from absl import flags
@@ -99,7 +101,13 @@ def run() -> None:
   from brppnet_jax import inference  # pylint: disable=g-import-not-at-top  (slow import)
   predictor = inference.Predictor.from_workdir(FLAGS.workdir, step=FLAGS.step)
   text = request_text(predictor)
-  mask = predictor.predict_mask(image, text) >= FLAGS.threshold
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", inference.UnknownWordsWarning)
+    prob = predictor.predict_mask(image, text)  # No known word: ValueError, nothing written.
+  for warning in caught:
+    if issubclass(warning.category, inference.UnknownWordsWarning):
+      print(f"warning: {warning.message}", file=sys.stderr)
+  mask = prob >= FLAGS.threshold
   Image.fromarray(privacy.protect(image, mask, method=FLAGS.method)).save(FLAGS.out)
   if FLAGS.save_mask:
     Image.fromarray(mask.astype(np.uint8) * 255).save(FLAGS.save_mask)

@@ -7,6 +7,7 @@ summaries go under `workdir`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,7 +24,9 @@ import ml_collections
 from brppnet_jax import checkpointing
 from brppnet_jax import evaluate
 from brppnet_jax import parallel
+from brppnet_jax import paths
 from brppnet_jax import pretrained
+from brppnet_jax import resume
 from brppnet_jax import steps
 from brppnet_jax.data import input_pipeline
 from brppnet_jax.steps import train_step  # pylint: disable=unused-import  (the public step)
@@ -76,6 +79,7 @@ def create_state(config, model, tx, mesh, rng, embeddings=None):
 def setup(config, workdir: str) -> Run:
   """Data, vocabulary, model, mesh, jitted steps and a fresh (not restored) state."""
   del workdir
+  pretrained.check_backbone_weights(config)
   vocab = input_pipeline.load_vocab(config)
   config = with_vocab_size(config, vocab)
   train_source = input_pipeline.open_source(config, config.dataset.train_split)
@@ -106,7 +110,13 @@ def check_finite(state, last_good_step: int | None) -> None:
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks between steps (then it saves and stops)."""
+  """Turns SIGTERM into a flag the loop checks between steps (then it saves and stops).
+
+  Only with one process. With several, JAX's preemption service owns SIGTERM: whichever
+  process gets it tells the others, and `reached_preemption_sync_point` (Orbax's
+  `reached_preemption`) turns True at the same step everywhere, so all save that step.
+  A Python handler would take the signal from it and stop one process alone.
+  """
 
   def __init__(self):
     self.requested = False
@@ -116,6 +126,8 @@ class _Preemption:
     def handler(signum, frame):
       del signum, frame
       self.requested = True
+    if jax.process_count() > 1:
+      return self
     try:
       self._previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # Not the main thread (e.g. a notebook worker): no handler.
@@ -134,7 +146,7 @@ def _is_due(step: int, every: int, total: int) -> bool:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
   """Trains (resuming from the latest checkpoint in `workdir`) and evaluates; returns the state."""
   run = setup(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = os.fspath(paths.makedirs(workdir))  # Absolute, or the URL as given.
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0, asynchronous=True)
   ckpts = checkpointing.Checkpoints(workdir, keep=run.config.keep_checkpoints)
@@ -142,11 +154,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
     train_iter = input_pipeline.create_train_iterator(
         run.config, run.train_source, run.vocab, seed=run.config.seed,
         process_index=jax.process_index(), process_count=jax.process_count())
-    state, start = run.state, ckpts.latest_step() or 0
+    start, state = resume.restore_latest(ckpts, run.state, train_iter, run.config,
+                                         run.vocab.words)
     if start:
       logging.info("Resuming from checkpoint step %d in %s", start, workdir)
-      state = ckpts.restore_state(start, state, train_iter)
     else:
+      state = run.state
       writer.write_hparams(_flat_hparams(run.config))
     return _train_loop(run, state, start, train_iter, ckpts, writer, workdir)
   finally:
@@ -162,15 +175,18 @@ def _train_loop(run: Run, state, start: int, train_iter, ckpts, writer, workdir:
   eval_every = config.eval_every_steps or run.steps_per_epoch
   ckpt_every = config.checkpoint_every_steps or run.steps_per_epoch
   progress = periodic_actions.ReportProgress(num_train_steps=run.total_steps, writer=writer)
-  save_kwargs = dict(config=config, vocab_words=run.vocab.words, data_iterator=train_iter,
+  # Batches reach the devices ahead of their step; checkpoints store the iterator state as
+  # of the last batch stepped on, not of the ones staged ahead.
+  batches = parallel.DevicePrefetcher(train_iter, run.mesh, depth=2)
+  save_kwargs = dict(config=config, vocab_words=run.vocab.words, data_iterator=batches,
                      expressions=input_pipeline.load_train_expressions(config))
   last_saved = start or None
   window, window_start = [], time.perf_counter()
-  with _Preemption() as preemption:
+  # Closing stops the input workers and frees their shared memory, on errors too.
+  with _Preemption() as preemption, contextlib.closing(batches):
     for step in range(start + 1, run.total_steps + 1):
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        batch = parallel.global_batch(next(train_iter), run.mesh)
-        state, metrics = run.p_train(state, batch)
+        state, metrics = run.p_train(state, next(batches))
       window.append(metrics)
       progress(step)
       if step % config.log_every_steps == 0 or step == run.total_steps:

@@ -2,7 +2,9 @@
 
 Every other config imports this one and changes a few fields.
 
-    python -m brppnet_jax.main --config=configs/default.py --workdir=/tmp/brppnet
+    python -m brppnet_jax.main --config=configs/default.py --workdir=/tmp/brppnet \
+        --config.model.backbone_weights=yolov3_480000.h5 \
+        --config.dataset.word_vectors=glove.840B.300d.txt
 """
 
 import ml_collections
@@ -19,9 +21,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.eval_split = "testA"
   config.dataset.input_size = 416  # Letterbox size, a multiple of 32.
   config.dataset.word_len = 15  # Tokens per expression (20 for rpcocol).
-  config.dataset.word_vectors = ""  # Optional GloVe-format text file.
-  config.dataset.num_workers = 0  # Grain worker processes (0: in-process).
-  config.dataset.prefetch = 2
+  config.dataset.word_vectors = ""  # GloVe-format text file (glove.840B.300d.txt).
+  config.dataset.blind_text = False  # True: one fixed sentence for all (text-blind floor).
+  # Grain worker processes: -1 is one per CPU this process may use (its affinity) but one,
+  # left to the training loop, and at least 0; 0 runs in-process.
+  config.dataset.num_workers = -1
+  config.dataset.prefetch = 2  # Batches buffered per worker (prefetch threads in-process).
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "brppnet"
@@ -34,7 +39,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.width = 1.0  # Channel multiplier; 1.0 is the published network.
   config.model.stage_blocks = (1, 2, 8, 8, 4)  # Darknet-53 residual blocks per stage.
   config.model.freeze_backbone = True
-  config.model.backbone_weights = ""  # Optional Darknet yolov3.weights file.
+  # COCO-pretrained YOLOv3: keras-yolo3 `.h5` (the original's yolov3_480000.h5) or Darknet
+  # `.weights`. A frozen backbone without one is an error unless allow_random_backbone.
+  config.model.backbone_weights = ""
+  config.model.backbone_init = "byname"  # byname: as the original; darknet: Darknet-53 + neck.
+  config.model.allow_random_backbone = False
+  # How frozen BatchNorms normalise in training: batch_stats (the original) | stored.
+  config.model.frozen_bn = "batch_stats"
+  config.model.text_padding = "original"  # original | masked (padding-invariant q).
+  # True: a frozen table from dataset.word_vectors over every split's words, zero for words
+  # the file lacks (the original). False: learned, initialised from the file if given.
+  config.model.fixed_word_vectors = True
   config.model.dtype = "float32"  # Activation dtype; "bfloat16" on accelerators.
 
   config.loss = ml_collections.ConfigDict()
@@ -67,4 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.compute_tdir = True  # Haar-cascade face test (slow: about 1 s per image).
   config.num_image_summaries = 4
   config.distributed = False  # Call jax.distributed.initialize() first.
+  # Persistent XLA compilation cache: "" is WORKDIR/compilation_cache, "off" disables it.
+  config.compilation_cache_dir = ""
+  # Resuming a checkpoint trained with other batch/data/model/loss/optimiser/seed settings
+  # stops with an error naming the keys, unless this is True.
+  config.allow_config_change = False
   return config

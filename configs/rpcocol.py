@@ -1,7 +1,9 @@
 """BRPPNet on RPCOCO-l (RefCOCOg persons, umd split): longer expressions, batch 32.
 
     python -m brppnet_jax.main --config=configs/rpcocol.py --workdir=$HOME/workdirs/rpcocol \
-        --config.dataset.data_dir=$HOME/tensorflow_datasets
+        --config.dataset.data_dir=$HOME/tensorflow_datasets \
+        --config.model.backbone_weights=yolov3_480000.h5 \
+        --config.dataset.word_vectors=glove.840B.300d.txt
 """
 
 from configs import default

@@ -1,7 +1,9 @@
 """BRPPNet on RPCOCO-s (RefCOCO persons, unc split), the original recipe.
 
     python -m brppnet_jax.main --config=configs/rpcocos.py --workdir=$HOME/workdirs/rpcocos \
-        --config.dataset.data_dir=$HOME/tensorflow_datasets
+        --config.dataset.data_dir=$HOME/tensorflow_datasets \
+        --config.model.backbone_weights=yolov3_480000.h5 \
+        --config.dataset.word_vectors=glove.840B.300d.txt
 """
 
 from configs import default

@@ -45,8 +45,10 @@ def write_readme(path, body="old table\n"):
 
 def test_ablation_trains_and_its_table_row_holds_the_final_evaluation(synthetic_dataset, tmp_path):
   config = tiny_config(synthetic_dataset / "tfds")
+  results_dir = tmp_path / "results"
   results = ablate_loss.run_ablation(config, str(tmp_path / "runs"), ["bce"], [0],
-                                     total_steps=STEPS)
+                                     total_steps=STEPS, results_dir=str(results_dir),
+                                     config_name="configs/synthetic.py")
   table = ablate_loss.format_table(results, config_name="configs/synthetic.py",
                                    total_steps=STEPS, seeds=[0], date="2030-01-02")
   with open(tmp_path / "runs" / "bce" / "seed0" / train.EVAL_METRICS_FILE) as f:
@@ -56,6 +58,13 @@ def test_ablation_trains_and_its_table_row_holds_the_final_evaluation(synthetic_
   assert table_rows(table) == {"bce": pytest.approx(expected, abs=0.005)}
   assert "2030-01-02" in table and "`configs/synthetic.py`, 3 steps, seed 0" in table
   assert "8 test expressions" in table
+  # The stored file holds the same evaluation, and the README section is made from it.
+  stored = json.loads((results_dir / f"bce_seed0_{STEPS}steps.json").read_text())
+  assert stored["final"] == record and stored["evaluations"] == [record]
+  assert (stored["loss"], stored["seed"], stored["total_steps"]) == ("bce", 0, STEPS)
+  section = ablate_loss.section_from_results(str(results_dir), ["bce"], [0], STEPS)
+  assert table_rows(section.split("\n\n")[0] + "\n" + section.split("\n\n")[1]) == {
+      "bce": pytest.approx(expected, abs=0.005)}
 
 
 def test_every_loss_trains_in_its_own_workdir_and_gets_a_row(tmp_path, monkeypatch):
@@ -75,7 +84,11 @@ def test_every_loss_trains_in_its_own_workdir_and_gets_a_row(tmp_path, monkeypat
   before = config.to_dict()
   root = str(tmp_path / "runs")
   results = ablate_loss.run_ablation(config, root, ablate_loss.losses.LOSSES, [0, 1],
-                                     total_steps=STEPS)
+                                     total_steps=STEPS, results_dir=str(tmp_path / "results"),
+                                     config_name="configs/synthetic.py")
+  assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+      f"{loss}_seed{seed}_{STEPS}steps.json" for loss in ("balanced_bce", "bce", "weighted_bce")
+      for seed in (0, 1)]
   assert trained == [(loss, seed, STEPS, os.path.join(root, loss, f"seed{seed}"))
                      for loss in ("balanced_bce", "bce", "weighted_bce") for seed in (0, 1)]
   assert config.to_dict() == before  # Each run gets a copy.
@@ -141,3 +154,58 @@ def test_cli_checks_the_readme_before_training(tmp_path):
       f"error: {readme} must contain the lines {ablate_loss.START_MARKER} and "
       f"{ablate_loss.END_MARKER} exactly once each")
   assert not (tmp_path / "runs").exists()
+
+
+def store_fake_results(results_dir, finals):
+  """Result files as run_ablation writes them: {(loss, seed): {step: miou}}."""
+  results_dir.mkdir()
+  for (loss, seed), by_step in finals.items():
+    evaluations = [{"step": step, "miou": value, "oiou": value, "prec@0.5": value, "f1": value,
+                    "num_expressions": 8} for step, value in sorted(by_step.items())]
+    record = {"date": "2030-01-02", "config": "configs/synthetic.py", "loss": loss, "seed": seed,
+              "total_steps": STEPS, "batch_size": 16, "final": evaluations[-1],
+              "evaluations": evaluations,
+              "machine": {"devices": "1 x cpu", "cpus": 2, "jax": "0.0", "host": "h",
+                          "processor": "x86_64"}}
+    (results_dir / f"{loss}_seed{seed}_{STEPS}steps.json").write_text(json.dumps(record))
+
+
+def test_section_is_made_from_the_stored_files_alone(tmp_path):
+  store_fake_results(tmp_path / "results", {
+      ("balanced_bce", 0): {1: 0.2, STEPS: 0.5}, ("balanced_bce", 1): {1: 0.4, STEPS: 0.7},
+      ("bce", 0): {1: 0.1, STEPS: 0.55}, ("bce", 1): {1: 0.3, STEPS: 0.6}})
+  section = ablate_loss.section_from_results(str(tmp_path / "results"),
+                                             ["balanced_bce", "bce"], [0, 1], STEPS)
+  lines = section.splitlines()
+  assert lines[0].startswith("Loss ablation, 2030-01-02: `configs/synthetic.py`, 3 steps, "
+                             "seeds 0, 1; mean ± std over seeds.")
+  assert lines[4] == ("| Balanced-BCE (`balanced_bce`) | **60.00 ± 14.14** | **60.00 ± 14.14** "
+                      "| **60.00 ± 14.14** | **60.00 ± 14.14** |")
+  assert lines[5] == ("| BCE (`bce`) | 57.50 ± 3.54 | 57.50 ± 3.54 | 57.50 ± 3.54 | "
+                      "57.50 ± 3.54 |")
+  assert "| Loss | step 1 | step 3 |" in lines
+  assert "| Balanced-BCE (`balanced_bce`) | 30.00 ± 14.14 | 60.00 ± 14.14 |" in lines
+  assert "| BCE (`bce`) | 20.00 ± 14.14 | 57.50 ± 3.54 |" in lines
+  assert ("- BCE minus Balanced-BCE, final mIoU in points: +5.00 (seed 0), -10.00 (seed 1); "
+          "mean -2.50.") in lines
+  assert lines[-1].startswith("Machine: 1 x cpu, 2 CPUs, jax 0.0. Raw results, one file per "
+                              f"run: `{tmp_path / 'results'}/<loss>_seed<seed>_3steps.json`")
+
+
+def test_table_only_rewrites_the_readme_from_stored_files(tmp_path):
+  store_fake_results(tmp_path / "results", {("bce", 0): {STEPS: 0.25}})
+  readme = tmp_path / "README.md"
+  write_readme(readme)
+  common = (f"--readme={readme}", f"--results_dir={tmp_path / 'results'}", "--table_only",
+            f"--total_steps={STEPS}")
+  proc = run_module("brppnet_jax.ablate_loss", "--losses=bce", "--seeds=0", *common)
+  section = ablate_loss.section_from_results(str(tmp_path / "results"), ["bce"], [0], STEPS)
+  assert proc.stdout.strip() == section
+  assert readme.read_text(encoding="utf-8") == (
+      f"{README_HEAD}{ablate_loss.START_MARKER}\n{section}\n{ablate_loss.END_MARKER}{README_TAIL}")
+  missing = run_module("brppnet_jax.ablate_loss", "--losses=bce", "--seeds=0,1", *common,
+                       check=False)
+  assert missing.returncode != 0
+  assert missing.stderr.strip().splitlines()[-1] == (
+      f"error: no stored result {tmp_path / 'results'}/bce_seed1_{STEPS}steps.json: train it "
+      "first (without --table_only)")

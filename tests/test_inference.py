@@ -64,7 +64,8 @@ def test_the_model_reads_the_text(predictor, scenes):
   """Two people of one image, each named by one sentence: each mask finds its own person.
 
   A model that ignored the text would give both sentences the same mask and pass for no
-  image; the briefly trained one passes for about 60% of the multi-person test images.
+  image; the briefly trained one (conftest's TRAIN_STEPS of configs/synthetic.py) passed for
+  105 of the 138 multi-person test images (76%; measured 2026-11-27); the test asks for 65%.
   """
   pairs, truths = [], []
   for path, refs in scenes.items():
@@ -78,8 +79,9 @@ def test_the_model_reads_the_text(predictor, scenes):
     a, b = prob_a >= SEGMENT_THRESH, prob_b >= SEGMENT_THRESH
     told_apart += (iou(a, gt_a) > iou(a, gt_b) and iou(b, gt_b) > iou(b, gt_a)
                    and iou(a, b) < 0.5)
+  print(f"told apart: {told_apart} of {len(truths)} images")
   assert len(truths) >= 100
-  assert told_apart / len(truths) > 0.35, f"{told_apart} of {len(truths)} images"
+  assert told_apart / len(truths) > 0.65, f"{told_apart} of {len(truths)} images"
 
 
 def test_compiles_once_per_batch_size(predictor, scenes):
@@ -124,3 +126,27 @@ def test_from_workdir_lists_the_steps_there_are(trained_workdir):
     inference.Predictor.from_workdir(str(trained_workdir), step=7)
   assert "no checkpoint for step 7" in str(error.value)
   assert f"available steps: {steps}" in str(error.value)
+
+
+def test_unknown_words_are_named_in_a_warning(predictor, scenes):
+  path, refs = next(iter(scenes.items()))
+  sentence = refs[0][0][0]
+  with pytest.warns(inference.UnknownWordsWarning) as caught:
+    prob = predictor.predict_mask(path, sentence + " zorbly")
+  assert [str(w.message) for w in caught] == [
+      f"request {sentence + ' zorbly'!r}: unknown words read as <unk>: zorbly"]
+  assert prob.shape == photo.load_rgb(path).shape[:2]
+  assert predictor.unknown_words("Protect privacy of the MAN in plaid") == ["plaid"]
+  assert predictor.unknown_words(sentence) == []
+
+
+@pytest.mark.parametrize("text, detail", [
+    ("protect privacy of zorbly glimp", " (unknown: zorbly, glimp)"),
+    ("protect privacy of", ""),
+    ("zorbly", " (unknown: zorbly)"),
+])
+def test_a_request_without_a_known_word_is_an_error(predictor, text, detail):
+  with pytest.raises(ValueError) as error:
+    predictor.predict_masks([np.zeros((32, 32, 3), np.uint8)], [text])
+  assert str(error.value) == (f"the request {text!r} has no word the model knows after "
+                              f"'protect privacy of'{detail}")

@@ -2,6 +2,10 @@
 
 import io
 import itertools
+import os
+import subprocess
+import sys
+import time
 
 import cv2
 import grain
@@ -9,6 +13,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+import conftest
 from configs import default
 from brppnet_jax.data import input_pipeline
 from brppnet_jax.data import letterbox
@@ -85,14 +90,20 @@ def _assert_batches_equal(a, b):
 
 def test_train_rows_are_the_letterboxed_examples(config, source, vocab):
   batch = next(_train(config, source, vocab))
-  assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.float32
+  assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.uint8
+  assert batch["geometry"].shape == (4, 4) and batch["geometry"].dtype == np.int32
   assert batch["tokens"].shape == (4, 8) and batch["tokens"].dtype == np.int32
   assert batch["mask"].shape == (4, 16, 16, 1) and batch["mask"].dtype == np.float32
   for row, (ref, j) in enumerate(_ids(batch, vocab)):
     record = source[ref]
     rgb = transforms.decode_rgb(record["image"], "test")
     mask = transforms.decode_mask(record["mask"], "test")
-    np.testing.assert_array_equal(batch["image"][row], letterbox.letterbox_image(rgb, 32))
+    image, geometry = letterbox.letterbox_uint8(rgb, 32)
+    np.testing.assert_array_equal(batch["image"][row], image)
+    assert tuple(batch["geometry"][row]) == geometry
+    np.testing.assert_array_equal(  # What the model sees, rebuilt as the device does it.
+        letterbox.canvas_to_float(batch["image"][row], batch["geometry"][row]),
+        letterbox.letterbox_image(rgb, 32))
     np.testing.assert_array_equal(batch["mask"][row, ..., 0], letterbox.letterbox_mask(mask, 32, 2))
     np.testing.assert_array_equal(batch["tokens"][row],
                                   vocab.encode(f"protect privacy of ref{ref} s{j}", 8))
@@ -227,8 +238,12 @@ def test_eval_runs_every_expression_once_with_its_fields(config, source, vocab):
       assert tuple(batch["orig_size"][row]) == (h, w)
       assert tuple(batch["geometry"][row]) == letterbox.letterbox_geometry(w, h, 32)
       assert batch["sentence"][row] == f"protect privacy of ref{ref} s{j}"
-      np.testing.assert_array_equal(batch["image"][row], letterbox.letterbox_image(rgb, 32))
-      np.testing.assert_array_equal(batch["mask"][row, ..., 0], letterbox.letterbox_mask(mask, 32, 2))
+      np.testing.assert_array_equal(batch["image"][row], letterbox.letterbox_uint8(rgb, 32)[0])
+      np.testing.assert_array_equal(
+          letterbox.canvas_to_float(batch["image"][row], batch["geometry"][row]),
+          letterbox.letterbox_image(rgb, 32))
+      np.testing.assert_array_equal(batch["mask"][row, ..., 0],
+                                    letterbox.letterbox_mask(mask, 32, 2))
       assert _ids({"tokens": batch["tokens"][row:row + 1]}, vocab) == [(ref, j)]
   assert seen == expressions
 
@@ -242,6 +257,27 @@ def test_eval_pads_the_last_batch(config, source, vocab):
   assert last["gt_masks"][3:] == [None] * 5 and last["orig_images"][3:] == [None] * 5
   assert last["sentence"][3:] == [""] * 5
   assert not last["tokens"][3:].any() and not last["mask"][3:].any()
+  assert not last["geometry"][3:].any()  # All canvas: the model sees 0.5 everywhere.
+  np.testing.assert_array_equal(
+      letterbox.canvas_to_float(last["image"][3], last["geometry"][3]), 0.5)
+
+
+def test_eval_carries_originals_only_for_the_first_max_images_rows(config, source, vocab):
+  batches = list(input_pipeline.create_eval_iterator(config, source, vocab, max_images=3))
+  carried = [image is not None for b in batches for image in b["orig_images"]]
+  assert carried == [True] * 3 + [False] * (len(carried) - 3)
+
+
+def test_num_workers_default_is_one_per_available_cpu_but_one(monkeypatch):
+  assert default.get_config().dataset.num_workers == input_pipeline.AUTO_WORKERS == -1
+  monkeypatch.setattr(input_pipeline, "available_cpus", lambda: 16)
+  assert input_pipeline.resolve_num_workers(-1) == 15
+  monkeypatch.setattr(input_pipeline, "available_cpus", lambda: 1)
+  assert input_pipeline.resolve_num_workers(-1) == 0
+  assert input_pipeline.resolve_num_workers(3) == 3
+  with pytest.raises(ValueError, match=r"config.dataset.num_workers must be an int >= 0, or -1 "
+                                       r"for one per available CPU but one; got -2"):
+    input_pipeline.resolve_num_workers(-2)
 
 
 @pytest.mark.parametrize("process_count, eval_batch_size", [(2, 4), (3, 6)])
@@ -281,18 +317,35 @@ def test_load_vocab_from_directory_or_file(tmp_path, vocab):
     input_pipeline.load_vocab(tmp_path / "x")
 
 
-def test_load_embeddings(tmp_path, config, vocab):
+def test_load_embeddings_learned(tmp_path, config, vocab):
+  config.model.fixed_word_vectors = False
   assert input_pipeline.load_embeddings(config, vocab) is None
+  config.model.embed_dim = 2
+  path = tmp_path / "glove.txt"
+  path.write_text("privacy 0.5 -1.0\nzebra 3 4\nprivacy 9 9\n")
+  config.dataset.word_vectors = str(path)
+  table = input_pipeline.load_embeddings(config, vocab)
+  assert table.shape == (len(vocab), 2)
+  np.testing.assert_array_equal(table[vocab.encode("privacy", 1)[0]], [0.5, -1.0])
+  assert np.all(table[vocab_lib.UNK_ID] != 0) and np.all(table[vocab_lib.PAD_ID] == 0)
+  config.dataset.word_vectors = str(tmp_path / "missing.txt")
+  with pytest.raises(FileNotFoundError, match="config.dataset.word_vectors: no file .*missing"):
+    input_pipeline.load_embeddings(config, vocab)
+
+
+def test_load_embeddings_fixed_are_zero_for_words_the_file_lacks(tmp_path, config, vocab):
+  assert config.model.fixed_word_vectors  # The original's mode is the default.
+  with pytest.raises(ValueError, match="fixed_word_vectors=True needs config.dataset.word_vectors"):
+    input_pipeline.load_embeddings(config, vocab)
   config.model.embed_dim = 2
   path = tmp_path / "glove.txt"
   path.write_text("privacy 0.5 -1.0\nzebra 3 4\n")
   config.dataset.word_vectors = str(path)
   table = input_pipeline.load_embeddings(config, vocab)
-  assert table.shape == (len(vocab), 2)
-  np.testing.assert_array_equal(table[vocab.encode("privacy", 1)[0]], [0.5, -1.0])
-  config.dataset.word_vectors = str(tmp_path / "missing.txt")
-  with pytest.raises(FileNotFoundError, match="config.dataset.word_vectors: no file .*missing"):
-    input_pipeline.load_embeddings(config, vocab)
+  privacy = vocab.encode("privacy", 1)[0]
+  np.testing.assert_array_equal(table[privacy], [0.5, -1.0])
+  others = np.delete(table, privacy, axis=0)
+  assert not np.any(others)
 
 
 def test_decode_ignores_exif_orientation_and_expands_grey():
@@ -317,5 +370,47 @@ def test_benchmark_records_are_valid_640x480_examples():
   assert set(np.unique(mask)) == {0, 255}
   stages = pipeline_benchmark.stage_times(records, 64, 2, 15)
   assert set(stages) == {"decode_jpeg", "decode_png", "letterbox_image", "letterbox_mask",
-                         "tokenize", "example_total", "pil_bicubic_resize_reference"}
+                         "tokenize", "example_total", "float32_letterbox_reference",
+                         "pil_bicubic_resize_reference"}
   assert all(ms > 0 for ms in stages.values())
+
+
+_WORKER_PARENT = """
+import multiprocessing, sys
+sys.path.insert(0, "tests")
+import test_input_pipeline as t
+from configs import default
+config = default.get_config()
+config.dataset.input_size, config.dataset.word_len, config.batch_size = 32, 8, 4
+config.dataset.num_workers = 1
+source = [t._record(i) for i in range(t.NUM_REFS)]
+vocab = t.vocab_lib.Vocabulary.build(
+    t.transforms.as_text(s) for r in source for s in r["sentences"])
+it = t.input_pipeline.create_train_iterator(config, source, vocab, seed=0)
+next(it)
+print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+sys.stdin.read()  # Until killed.
+"""
+
+
+def _alive(pid: int) -> bool:
+  try:
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+      return "zombie" not in f.read().lower()
+  except FileNotFoundError:
+    return False
+
+
+def test_workers_end_when_the_trainer_is_killed():
+  proc = subprocess.Popen([sys.executable, "-c", _WORKER_PARENT], cwd=conftest.REPO,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  try:
+    workers = [int(pid) for pid in proc.stdout.readline().split()]
+  finally:
+    proc.kill()
+    proc.wait()
+  assert workers
+  deadline = time.time() + 30
+  while any(_alive(pid) for pid in workers) and time.time() < deadline:
+    time.sleep(0.2)
+  assert not any(_alive(pid) for pid in workers)

@@ -121,3 +121,16 @@ def test_unletterbox_crops_the_picture_region():
 def test_unletterbox_rejects_geometry_outside_the_canvas():
   with pytest.raises(ValueError, match="does not fit a 416 canvas"):
     letterbox.unletterbox(np.zeros((208, 208)), (416, 312, 10, 52), (480, 640), 416)
+
+
+def test_uint8_letterbox_carries_the_picture_and_where_it_is():
+  rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+  image, geometry = letterbox.letterbox_uint8(rgb, 416)
+  assert image.dtype == np.uint8 and geometry == (416, 312, 0, 52)
+  np.testing.assert_array_equal(image[:52], letterbox.CANVAS_UINT8)
+  np.testing.assert_array_equal(
+      image[52:364], cv2.resize(rgb, (416, 312), interpolation=cv2.INTER_CUBIC))
+  as_float = letterbox.canvas_to_float(image, geometry)
+  np.testing.assert_array_equal(as_float[:52], 0.5)  # Exactly, though 128 / 255 is not 0.5.
+  np.testing.assert_array_equal(as_float[52:364], image[52:364] / np.float32(255))
+  np.testing.assert_array_equal(letterbox.canvas_to_float(image, (0, 0, 0, 0)), 0.5)

@@ -10,9 +10,8 @@ from flax import traverse_util
 from jax.sharding import NamedSharding, PartitionSpec
 
 from brppnet_jax.models import create_model
-from brppnet_jax.models.darknet import conv_order
-from brppnet_jax.models.darknet_weights import load_darknet_weights
 from brppnet_jax.models.layers import scaled_channels
+from brppnet_jax.models.text_encoder import TextEncoder, bigru_sequence
 from configs import default, synthetic
 
 VOCAB = 50
@@ -83,7 +82,10 @@ def test_full_size_parameter_counts_and_output():
   assert {"DBL_neck4", "DBL_neck5"} <= set(params)
   assert params["ASPP"]["DarknetConv_project"]["kernel"].shape == (1, 1, 1280, 256)
   assert params["text_encoder"]["embedding"]["embedding"].shape == (1000, 300)
-  assert params["text_encoder"]["gru_forward"]["hn"]["kernel"].shape == (1024, 1024)
+  gru = {k: v for k, v in params["text_encoder"].items() if k != "embedding"}
+  assert count(gru) == 8_140_800  # Keras' reset_after=False GRU: one bias per gate.
+  assert {k: v.shape for k, v in gru["gru_backward"].items()} == {
+      "kernel": (300, 3072), "recurrent_kernel": (1024, 3072), "bias": (3072,)}
 
 
 def test_full_size_non_square_output():
@@ -171,7 +173,7 @@ def _changed_leaves(before, after):
   return {k: not np.array_equal(flat_before[k], flat_after[k]) for k in flat_before}
 
 
-def test_frozen_backbone_gets_no_gradient_and_keeps_statistics(tiny, inputs):
+def test_frozen_backbone_gets_no_gradient(tiny, inputs):
   model, variables = tiny
   grads, stats = _train_grads(model, variables, *inputs)
   for path, g in traverse_util.flatten_dict(grads).items():
@@ -180,8 +182,24 @@ def test_frozen_backbone_gets_no_gradient_and_keeps_statistics(tiny, inputs):
     else:
       assert np.any(g), path
   changed = _changed_leaves(variables["batch_stats"], stats)
-  assert not any(v for k, v in changed.items() if k[0] == "backbone")
   assert all(v for k, v in changed.items() if k[0] != "backbone")
+
+
+def test_frozen_batchnorm_modes(tiny, inputs):
+  """batch_stats (Keras 2.3.1): the frozen backbone normalises with the batch's statistics in
+  training; stored: with its stored ones, which then stay as they are."""
+  model, variables = tiny
+  assert model.frozen_bn == "batch_stats"
+  stored = create_model(tiny_config(frozen_bn="stored"))
+  train = lambda m: jax.jit(lambda v, i, t: m.apply(v, i, t, train=True, mutable=["batch_stats"],
+                                                     rngs={"dropout": DROPOUT_KEY}))
+  (batch_logits, batch_upd) = train(model)(variables, *inputs)
+  (stored_logits, stored_upd) = train(stored)(variables, *inputs)
+  assert np.abs(batch_logits - stored_logits).max() > 1e-3
+  assert all(_changed_leaves(variables["batch_stats"]["backbone"],
+                             batch_upd["batch_stats"]["backbone"]).values())
+  assert not any(_changed_leaves(variables["batch_stats"]["backbone"],
+                                 stored_upd["batch_stats"]["backbone"]).values())
 
 
 def test_unfrozen_backbone_trains(tiny, inputs):
@@ -212,81 +230,71 @@ def test_batch_sharded_forward_matches_unsharded(tiny, inputs, eval_fn):
   np.testing.assert_allclose(logits, eval_fn(tiny[1], *inputs), rtol=1e-5, atol=1e-6)
 
 
-# Darknet weights file --------------------------------------------------------------------
+# Text encoder ------------------------------------------------------------------------------
 
 
-def _zero_variables(height=64, width=64):
-  _, shapes = init_shapes(create_model(tiny_config()), height, width)
-  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+def _text_encoder(padding, tokens, table):
+  encoder = TextEncoder(table.shape[0], table.shape[1], 8, 0.1, padding)
+  params = encoder.init(INIT_KEY, tokens, False)["params"]
+  params["embedding"]["embedding"] = table
+  return lambda t, train=False: encoder.apply({"params": params}, t, train,
+                                              rngs={"dropout": DROPOUT_KEY})
 
 
-def _write_weights(path, backbone, header=(0, 2, 0), seed=0, trailing=100):
-  """Writes random Darknet weights for `backbone`'s shapes; returns them in flax layout."""
-  rng = np.random.default_rng(seed)
-  expected = {}
-  with open(path, "wb") as f:
-    f.write(np.array(header, "<i4").tobytes())
-    f.write(np.array([12345], "<i8" if header[0] * 10 + header[1] >= 2 else "<i4").tobytes())
-    modules = {k[0] for k in backbone}
-    blocks = [sum(m.startswith(f"Res{s}_") for m in modules) for s in range(1, 6)]
-    for module in conv_order(blocks):
-      kh, kw, cin, cout = backbone[module + ("conv", "kernel")].shape
-      beta, gamma, mean = rng.normal(size=(3, cout)).astype("<f4")
-      var = rng.uniform(0.5, 2.0, cout).astype("<f4")
-      kernel = rng.normal(size=(cout, cin, kh, kw)).astype("<f4")
-      for a in (beta, gamma, mean, var, kernel):
-        f.write(a.tobytes())
-      expected[module] = dict(bias=beta, scale=gamma, mean=mean, var=var,
-                              kernel=kernel.transpose(2, 3, 1, 0))
-    f.write(rng.normal(size=trailing).astype("<f4").tobytes())  # YOLO head convs follow.
-  return expected
+@pytest.fixture(scope="module")
+def word_table():
+  table = np.array(jax.random.normal(jax.random.key(3), (10, 6)))
+  table[0] = 0.0
+  table[9] = 0.0  # A word without a vector.
+  return table
 
 
-@pytest.mark.parametrize("header", [(0, 2, 0), (0, 1, 0)])
-def test_darknet_weights_round_trip(tmp_path, header):
-  variables = _zero_variables()
-  backbone = traverse_util.flatten_dict(variables["params"]["backbone"])
-  path = str(tmp_path / "yolov3.weights")
-  expected = _write_weights(path, backbone, header)
-  params, stats = load_darknet_weights(path, variables["params"], variables["batch_stats"])
-  assert len(expected) == 1 + 5 + 2 * 5 + 4
-  loaded = {**traverse_util.flatten_dict(params["backbone"]),
-            **traverse_util.flatten_dict(stats["backbone"])}
-  for module, arrays in expected.items():
-    for leaf, name in [(("conv", "kernel"), "kernel"), (("bn", "scale"), "scale"),
-                       (("bn", "bias"), "bias"), (("bn", "mean"), "mean"),
-                       (("bn", "var"), "var")]:
-      np.testing.assert_array_equal(loaded[module + leaf], arrays[name])
-  # Nothing outside the backbone changes.
-  assert params["head"] is variables["params"]["head"]
-  assert stats["ASPP"] is variables["batch_stats"]["ASPP"]
+def test_original_padding_masks_zero_vectors_and_repeats_outputs(word_table):
+  tokens = np.array([[3, 9, 4, 0, 0, 0]], np.int32)
+  q, h = _text_encoder("original", tokens, word_table)(tokens)
+  h = np.asarray(h[0])
+  # Forward repeats the last output after the sentence; backward outputs zeros there, so the
+  # padded steps all carry the forward direction's last output.
+  np.testing.assert_array_equal(h[3], h[4])
+  np.testing.assert_array_equal(h[4], h[5])
+  np.testing.assert_allclose(np.asarray(q[0]), h.sum(axis=0), rtol=1e-6)
+  # The word without a vector is skipped: the same as the sentence without it, at its steps.
+  _, h_without = _text_encoder("original", tokens, word_table)(np.array([[3, 4, 0, 0, 0, 0]]))
+  np.testing.assert_allclose(h[2], np.asarray(h_without[0, 1]), rtol=1e-5, atol=1e-6)
+  # q sums every step, so more padding changes it.
+  q_longer, _ = _text_encoder("original", tokens, word_table)(np.pad(tokens, ((0, 0), (0, 3))))
+  assert np.abs(np.asarray(q_longer) - np.asarray(q)).max() > 1e-3
 
 
-def test_darknet_weights_short_file_names_file_and_layer(tmp_path):
-  variables = _zero_variables()
-  backbone = traverse_util.flatten_dict(variables["params"]["backbone"])
-  path = str(tmp_path / "short.weights")
-  _write_weights(path, backbone, trailing=0)
-  size = os.path.getsize(path)
-  with open(path, "r+b") as f:
-    f.truncate(size - 4)
-  with pytest.raises(ValueError, match=r"short\.weights: file ends while reading the kernel "
-                     r"of layer 19 \(backbone/DBL_neck3\)"):
-    load_darknet_weights(path, variables["params"], variables["batch_stats"])
+def test_masked_padding_is_invariant_and_sums_valid_steps(word_table):
+  tokens = np.array([[3, 9, 4, 0, 0, 0], [5, 6, 7, 8, 1, 2]], np.int32)
+  encode = _text_encoder("masked", tokens, word_table)
+  q, h = encode(tokens)
+  q_padded, _ = encode(np.pad(tokens, ((0, 0), (0, 4))))
+  np.testing.assert_allclose(np.asarray(q_padded), np.asarray(q), rtol=1e-6, atol=1e-6)
+  assert not np.any(np.asarray(h[0, 3:]))
+  np.testing.assert_allclose(np.asarray(q[0]), np.asarray(h[0, :3]).sum(axis=0), rtol=1e-6)
 
 
-def test_darknet_weights_garbled_file_names_file_and_layer(tmp_path):
-  variables = _zero_variables()
-  backbone = traverse_util.flatten_dict(variables["params"]["backbone"])
-  path = str(tmp_path / "garbled.weights")
-  _write_weights(path, backbone)
-  with open(path, "r+b") as f:  # Layer 0 has 8 filters: 20-byte header + 3*8 floats.
-    f.seek(20 + 3 * 8 * 4)
-    f.write(np.array([-1.0], "<f4").tobytes())
-  with pytest.raises(ValueError, match=r"garbled\.weights: garbled values in layer 0 "
-                     r"\(backbone/DBL_stem\)"):
-    load_darknet_weights(path, variables["params"], variables["batch_stats"])
-  with open(path, "r+b") as f:
-    f.write(np.array([1 << 20, 7, 3], "<i4").tobytes())
-  with pytest.raises(ValueError, match=r"garbled\.weights: not a Darknet weights file"):
-    load_darknet_weights(path, variables["params"], variables["batch_stats"])
+def test_gru_dropout_one_mask_per_sentence_and_direction():
+  """With one input unit and rate 0.5, each direction sees either the whole sentence doubled or
+  all zeros (one mask per sentence and direction, shared by its steps, as Keras draws it)."""
+  table = np.array([[0.0], [0.7], [-1.2], [0.4]], np.float32)
+  tokens = np.tile(np.array([[1, 2, 3, 1, 2]], np.int32), (64, 1))
+  encoder = TextEncoder(4, 1, 8, 0.5, "masked")
+  params = encoder.init(INIT_KEY, tokens, False)["params"]
+  params["embedding"]["embedding"] = table
+  _, h = encoder.apply({"params": params}, tokens, True, rngs={"dropout": DROPOUT_KEY})
+  x = table[tokens[0]][None]  # [1, T, 1]
+  valid = np.ones((1, tokens.shape[1]), bool)
+  order = np.arange(tokens.shape[1])[::-1][None]
+  weights = [params[f"gru_{d}"] for d in ("forward", "backward")]
+  stacked = [np.stack([w[k] for w in weights]) for k in ("kernel", "recurrent_kernel", "bias")]
+  candidates = [np.asarray(bigru_sequence(np.stack([fw * x, bw * x]), valid, order, *stacked)[0])
+                for fw in (0.0, 2.0) for bw in (0.0, 2.0)]
+  seen = set()
+  for row in np.asarray(h):
+    errors = [np.abs(row - c).max() for c in candidates]
+    assert min(errors) < 1e-5, errors
+    seen.add(int(np.argmin(errors)))
+  assert len(seen) == 4  # 64 sentences draw every combination.

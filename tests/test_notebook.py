@@ -7,7 +7,7 @@ import sys
 import nbformat
 from nbclient import NotebookClient
 
-from conftest import REPO
+from conftest import REPO, run_module
 
 NOTEBOOK = REPO / "notebooks" / "evaluate_checkpoint.ipynb"
 KERNEL = "brppnet-test-venv"
@@ -19,8 +19,14 @@ def test_committed_notebook_is_stripped_of_outputs():
   assert all(not c.outputs and c.execution_count is None for c in cells)
 
 
-def test_notebook_evaluates_the_workdir_and_protects_a_sentence(trained_workdir, tmp_path,
-                                                                monkeypatch):
+def printed_table(text: str) -> dict:
+  """{key: value text} of the lines of a two-column table `evaluate.format_table` printed."""
+  return dict(line.split() for line in text.splitlines()
+              if re.fullmatch(r"\S+ +(\d+(\.\d+)?|n/a)", line))
+
+
+def test_notebook_evaluates_the_workdir_and_protects_a_sentence(trained_workdir, synthetic_dataset,
+                                                                tmp_path, monkeypatch):
   # A kernel spec for this interpreter, so the notebook runs with the project's packages.
   spec = tmp_path / "jupyter" / "kernels" / KERNEL
   spec.mkdir(parents=True)
@@ -38,9 +44,15 @@ def test_notebook_evaluates_the_workdir_and_protects_a_sentence(trained_workdir,
 
   outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
   text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-  assert re.search(r"^miou\s+0\.\d{4}$", text, re.MULTILINE), text
-  assert re.search(r"^prec@0\.5\s+0\.\d{4}$", text, re.MULTILINE), text
-  assert re.search(r"^num_expressions\s+40$", text, re.MULTILINE), text
+  # The metrics are those `--mode=eval` gives for the same workdir and expressions.
+  proc = run_module("brppnet_jax.main", "--config=configs/synthetic.py",
+                    f"--workdir={trained_workdir}", "--mode=eval",
+                    f"--config.dataset.data_dir={synthetic_dataset / 'tfds'}",
+                    "--config.eval_max_examples=40", env={"XLA_FLAGS": ""})
+  from_eval_mode = printed_table(proc.stdout)
+  assert from_eval_mode["num_expressions"] == "40" and float(from_eval_mode["miou"]) > 0
+  assert printed_table(text) == {k: v for k, v in from_eval_mode.items()
+                                 if k not in ("step", "split")}
   assert re.search(r"'protect privacy of the person on the left': \d+\.\d% of the image "
                    "protected", text), text
   figures = [o for o in outputs if "image/png" in o.get("data", {})]

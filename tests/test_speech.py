@@ -1,10 +1,7 @@
 """Tests for the offline speech path: bigram ARPA model, WAV loading, recognition, prefix."""
 
-import collections
 import itertools
 import math
-import shutil
-import subprocess
 import wave
 
 import numpy as np
@@ -14,6 +11,7 @@ from scipy import signal
 
 from brppnet_jax import language_model
 from brppnet_jax import speech
+import espeak_voice
 
 COLOURS = ("red", "blue", "green", "white", "black", "yellow")
 POSITIONS = ("left", "right", "middle")
@@ -214,30 +212,45 @@ def test_model_files_are_cached_by_content(tmp_path):
 
 @pytest.fixture(scope="module")
 def spoken_requests(tmp_path_factory):
-  if shutil.which("espeak-ng") is None:
-    pytest.skip("espeak-ng is not installed")
+  espeak_voice.require_espeak()
   folder = tmp_path_factory.mktemp("speech")
   paths = []
   for i, request in enumerate(REQUESTS):
     path = folder / f"request{i}.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "120", "-w", str(path), request],
-                   check=True, capture_output=True)
+    espeak_voice.speak(request, path)
     paths.append(path)
   return paths
 
 
-def test_spoken_requests_are_recognised(spoken_requests, tmp_path):
+def word_errors(said: str, heard: str) -> int:
+  """Word-level edit distance (substitutions + insertions + deletions)."""
+  said, heard = said.split(), heard.split()
+  row = list(range(len(heard) + 1))
+  for i, word in enumerate(said, 1):
+    diagonal, row[0] = row[0], i
+    for j, other in enumerate(heard, 1):
+      diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (word != other))
+  return row[-1]
+
+
+def test_word_errors_counts_edits():
+  assert word_errors("a b c", "a b c") == 0
+  assert word_errors("a b c", "a x c") == 1
+  assert word_errors("a b c", "a c") == 1
+  assert word_errors("a b c", "b c d e") == 3
+
+
+def test_spoken_requests_are_recognised_word_for_word(spoken_requests, tmp_path):
+  """espeak-ng (1.51, en-us, 120 wpm) + pocketsphinx gave every one of these five requests back
+  word for word (0 errors in 49 words; measured 2026-11-27). Unseen synthetic expressions do
+  worse (16 word errors in 302, mostly "leftmost"/"rightmost"), so these are the requests
+  of the language model's text, as a user's request would be.
+  """
   transcriber = speech.Transcriber(training_expressions(), cache_dir=tmp_path)
-  heard = collections.Counter()
-  for request, path in zip(REQUESTS, spoken_requests):
-    restored = speech.restore_prefix(transcriber(path))
-    assert restored.startswith(speech.PREFIX), restored
-    words = restored.split()
-    for key in (w for w in request.split() if w in COLOURS + POSITIONS):
-      heard["total"] += 1
-      heard["found"] += key in words
-  print(f"colour/position words recognised: {heard['found']}/{heard['total']}")
-  assert heard["found"] >= 0.75 * heard["total"]
+  heard = [speech.restore_prefix(transcriber(path)) for path in spoken_requests]
+  errors = sum(word_errors(said, got) for said, got in zip(REQUESTS, heard))
+  print(f"word errors: {errors} in {sum(len(r.split()) for r in REQUESTS)} words")
+  assert [h.split() for h in heard] == [r.split() for r in REQUESTS]
 
 
 def test_stereo_44k_request_is_recognised_alike(spoken_requests, tmp_path):
@@ -247,5 +260,5 @@ def test_stereo_44k_request_is_recognised_alike(spoken_requests, tmp_path):
   upsampled = np.clip(np.round(upsampled), -32768, 32767).astype(np.int16)
   write_wav(tmp_path / "stereo.wav", np.stack([upsampled, upsampled], axis=1), 2 * rate)
   transcriber = speech.Transcriber(training_expressions(), cache_dir=tmp_path)
-  heard = transcriber(tmp_path / "stereo.wav").split()
-  assert "blue" in heard and "right" in heard
+  heard = speech.restore_prefix(transcriber(tmp_path / "stereo.wav"))
+  assert heard.split() == REQUESTS[1].split()

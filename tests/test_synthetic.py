@@ -155,7 +155,28 @@ def test_text_blind_ceiling_by_hand(tmp_path):
   assert result["miou"]["front"] == pytest.approx(1 / 3)  # B reaches the bottom row.
   assert result["miou"]["central"] == pytest.approx(1 / 3)  # B's centroid is 1 px off centre.
   assert result["best"] == "largest" and result["ceiling"] == pytest.approx(2 / 3)
+  assert result["oracle"] == pytest.approx(2 / 3)  # A beats B (1/3) and A+B (8/15).
   assert result["expressions"] == 3
+
+
+def test_text_blind_oracle_picks_the_best_person_or_union_per_image(tmp_path):
+  """Image x as in _write_tiny; image y: C (3 pixels, 1 expression) and D (2 pixels, 3)."""
+  _write_tiny(tmp_path)
+  c = np.array([[255, 255, 255, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.uint8)
+  d = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 255, 255]], np.uint8)
+  entries = json.loads((tmp_path / "anns/synthetic/test.json").read_text())
+  for ref_id, mask, count in ((3, c, 1), (4, d, 3)):
+    Image.fromarray(mask).save(tmp_path / f"masks/synthetic/{ref_id}.png")
+    entries.append({"bbox": [0, 0, 1, 1], "cat": 0, "segment_id": ref_id, "img_name": "y.jpg",
+                    "sentences": [{"idx": i, "sent_id": i, "sent": "s"} for i in range(count)],
+                    "sentences_num": count})
+  (tmp_path / "anns/synthetic/test.json").write_text(json.dumps(entries))
+  result = synthetic.text_blind_ceiling(tmp_path)
+  # x: A scores 2 (its two expressions), B 1, A+B 2 * 3/5 + 2/5 = 1.6 -> A.
+  # y: C scores 1, D 3, C+D 3/5 + 3 * 2/5 = 1.8 -> D. Over 7 expressions: (2 + 3) / 7.
+  assert result["oracle"] == pytest.approx(5 / 7)
+  assert result["miou"]["largest"] == pytest.approx(3 / 7)  # A and C.
+  assert result["expressions"] == 7
 
 
 def test_text_is_needed(tmp_path):

@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
+import time
 from typing import Any, Iterator, Sequence
 
 from absl import flags
@@ -31,62 +33,100 @@ import grain
 import ml_collections
 import numpy as np
 
-from brppnet_jax.data import letterbox
+from brppnet_jax import paths
 from brppnet_jax.data import transforms
 from brppnet_jax.data import vocab as vocab_lib
 
 # As in rpcoco; not imported from there, to keep TFDS out of worker processes.
 VOCAB_FILE = "vocab.txt"
+ALL_SPLITS_VOCAB_FILE = "vocab_all_splits.txt"  # For fixed word vectors (the original's).
 EXPRESSIONS_FILE = "train_expressions.txt"
 
 
 def open_source(config: ml_collections.ConfigDict, split: str):
   """The records of `split` of the TFDS dataset config.dataset.name, image and mask undecoded."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy; not in workers)
-  return tfds.data_source(
-      config.dataset.name, split=split, data_dir=config.dataset.data_dir or None,
-      decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
+  try:
+    return tfds.data_source(
+        config.dataset.name, split=split, data_dir=config.dataset.data_dir or None,
+        decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
+  except tfds.core.registered.DatasetNotFoundError:
+    raise FileNotFoundError(missing_dataset_message(config)) from None
 
 
 def builder_dir(config: ml_collections.ConfigDict) -> str:
-  """The prepared dataset's directory (where the builder writes vocab.txt)."""
+  """The prepared dataset's directory (where the builder writes vocab.txt); local or a URL."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return os.fspath(tfds.builder(config.dataset.name,
-                                data_dir=config.dataset.data_dir or None).data_dir)
+  try:
+    builder = tfds.builder(config.dataset.name, data_dir=config.dataset.data_dir or None)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise FileNotFoundError(missing_dataset_message(config)) from None
+  return os.fspath(builder.data_dir)
+
+
+def missing_dataset_message(config: ml_collections.ConfigDict) -> str:
+  """One line: where the dataset was looked for and the command that builds it there."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  data_dir = config.dataset.data_dir or tfds.core.constants.DATA_DIR
+  searched = paths.join(data_dir, *config.dataset.name.split("/"))
+  variant = config.dataset.name.split("/")[-1]
+  if variant == "synthetic":
+    command = ("python -m brppnet_jax.data.synthetic --out RAW_DIR && python -m "
+               f"brppnet_jax.data.build --dataset=synthetic --manual_dir=RAW_DIR "
+               f"--data_dir={data_dir}")
+  else:
+    command = (f"python -m brppnet_jax.data.build --dataset={variant} "
+               f"--manual_dir=RPCOCO_DIR --data_dir={data_dir}")
+  return (f"no prepared dataset {config.dataset.name} in {searched}; build it with: {command} "
+          "(or point --config.dataset.data_dir at where it was built)")
 
 
 def load_vocab(location: ml_collections.ConfigDict | str | os.PathLike) -> vocab_lib.Vocabulary:
   """The vocabulary beside the data: from a config, a dataset directory or a vocab.txt path."""
+  name = VOCAB_FILE
   if isinstance(location, ml_collections.ConfigDict):
+    # Fixed word vectors cover every split's words, as the original looked each word up.
+    name = ALL_SPLITS_VOCAB_FILE if location.model.fixed_word_vectors else VOCAB_FILE
     location = builder_dir(location)
-  path = os.fspath(location)
-  if os.path.isdir(path):
-    path = os.path.join(path, VOCAB_FILE)
-  if not os.path.isfile(path):
+  path = paths.absolute(location)
+  if path.is_dir():
+    path = path / name
+  if not path.is_file():
     raise FileNotFoundError(f"no vocabulary file {path} (the dataset builder writes it "
                             "beside the prepared data)")
-  return vocab_lib.Vocabulary.load(path)
+  try:
+    return vocab_lib.Vocabulary(paths.read_lines(path))
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from None
 
 
 def load_train_expressions(config: ml_collections.ConfigDict) -> list[str]:
   """The training split's expressions, which the builder wrote beside the data."""
-  path = os.path.join(builder_dir(config), EXPRESSIONS_FILE)
-  if not os.path.isfile(path):
+  path = paths.join(builder_dir(config), EXPRESSIONS_FILE)
+  if not path.is_file():
     raise FileNotFoundError(f"no file {path} (the dataset builder writes it beside the "
                             "prepared data; rebuild the dataset)")
-  with open(path, encoding="utf-8") as f:
-    return [line.rstrip("\n") for line in f]
+  return paths.read_lines(path)
 
 
 def load_embeddings(config: ml_collections.ConfigDict,
                     vocab: vocab_lib.Vocabulary) -> np.ndarray | None:
-  """Word-vector table [len(vocab), embed_dim] from config.dataset.word_vectors, or None."""
+  """Word-vector table [len(vocab), embed_dim] from config.dataset.word_vectors, or None.
+
+  With config.model.fixed_word_vectors the file is required and words it lacks get zeros.
+  """
   path = config.dataset.word_vectors
+  fixed = config.model.fixed_word_vectors
   if not path:
+    if fixed:
+      raise ValueError("config.model.fixed_word_vectors=True needs config.dataset.word_vectors "
+                       "(the original used GloVe 840B: glove.840B.300d.txt), or set "
+                       "config.model.fixed_word_vectors=False to learn them")
     return None
-  if not os.path.isfile(path):
+  if not paths.is_file(path):
     raise FileNotFoundError(f"config.dataset.word_vectors: no file {path}")
-  table, found = vocab_lib.load_word_vectors(path, vocab, config.model.embed_dim)
+  table, found = vocab_lib.load_word_vectors(path, vocab, config.model.embed_dim,
+                                             missing="zero" if fixed else "random")
   logging.info("Word vectors from %s cover %d of %d vocabulary words.", path, found, len(vocab))
   return table
 
@@ -104,9 +144,24 @@ def per_process_batch(batch_size: int, process_count: int, name: str = "batch_si
   return batch_size // process_count
 
 
+# config.dataset.blind_text: every expression is read as this one sentence, in training and
+# evaluation alike, so the model sees only the image: the learned text-blind floor.
+BLIND_SENTENCE = "protect privacy of the person"
+
+
+class _BlindPreprocessor(transforms.Preprocessor):
+  """A Preprocessor that tokenizes BLIND_SENTENCE instead of the expression."""
+
+  def arrays(self, rgb: np.ndarray, mask: np.ndarray, sentence: str) -> dict[str, np.ndarray]:
+    del sentence
+    return super().arrays(rgb, mask, BLIND_SENTENCE)
+
+
 def _preprocessor(config, vocab) -> transforms.Preprocessor:
-  return transforms.Preprocessor(vocab, config.dataset.input_size, config.model.seg_out_stride,
-                                 config.dataset.word_len)
+  blind = config.dataset.get("blind_text", False)
+  kind = _BlindPreprocessor if blind else transforms.Preprocessor
+  return kind(vocab, config.dataset.input_size, config.model.seg_out_stride,
+              config.dataset.word_len)
 
 
 def _check_process(process_index: int, process_count: int) -> None:
@@ -120,16 +175,52 @@ def _allow_grain_flags() -> None:
     flags.FLAGS.mark_as_parsed()
 
 
+def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+  """Ends this worker once `parent` is gone (its parent id changes when it is orphaned)."""
+  while os.getppid() == parent:
+    time.sleep(poll_s)
+  os._exit(1)  # pylint: disable=protected-access  (nothing of the worker's is worth saving)
+
+
 def _init_worker(worker_index: int, worker_count: int) -> None:
   """Runs first in each grain worker process."""
   del worker_index, worker_count
   _allow_grain_flags()
   cv2.setNumThreads(1)  # One worker per core; OpenCV threads would oversubscribe.
+  # A trainer killed with SIGKILL cannot stop its workers, and grain's would live on,
+  # holding its output pipes and memory; each watches its parent instead.
+  threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+AUTO_WORKERS = -1
+
+
+def available_cpus() -> int:
+  """CPUs this process may run on (its affinity mask, which containers and SLURM narrow)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not Linux.
+    return os.cpu_count() or 1
+
+
+def resolve_num_workers(value: int) -> int:
+  """Grain worker processes for config.dataset.num_workers.
+
+  AUTO_WORKERS (-1, the default) means one per available CPU but one, which is left to the
+  training loop (dispatch, host-to-device copies): max(0, available_cpus() - 1), so 0
+  (in-process) on a single CPU. 0 runs in-process; n > 0 is taken as given.
+  """
+  if isinstance(value, bool) or not isinstance(value, int) or value < AUTO_WORKERS:
+    raise ValueError(f"config.dataset.num_workers must be an int >= 0, or {AUTO_WORKERS} for "
+                     f"one per available CPU but one; got {value!r}")
+  return max(0, available_cpus() - 1) if value == AUTO_WORKERS else value
 
 
 def _iterate(ds: grain.MapDataset, config) -> grain.DatasetIterator:
-  """Runs `ds` in-process with prefetch threads, or in config.dataset.num_workers processes."""
-  workers, prefetch = config.dataset.num_workers, config.dataset.prefetch
+  """Runs `ds` in-process with prefetch threads, or in worker processes (see
+  `resolve_num_workers`)."""
+  workers = resolve_num_workers(config.dataset.num_workers)
+  prefetch = config.dataset.prefetch
   if workers == 0:
     return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=prefetch,
                                                      prefetch_buffer_size=prefetch)))
@@ -176,8 +267,10 @@ def create_train_iterator(config: ml_collections.ConfigDict, source: Sequence[di
                           num_epochs: int | None = None) -> grain.DatasetIterator:
   """Training batches for this process, for `num_epochs` epochs (None: forever).
 
-  Batches are dicts of numpy arrays: `image` float32 [B, S, S, 3], `tokens` int32 [B, T] and
-  `mask` float32 [B, S/s, S/s, 1], with B = config.batch_size // process_count.
+  Batches are dicts of numpy arrays: `image` uint8 [B, S, S, 3] and its letterbox `geometry`
+  int32 [B, 4] (nw, nh, dx, dy; the jitted step rebuilds the float input from both, see
+  letterbox.py), `tokens` int32 [B, T] and `mask` float32 [B, S/s, S/s, 1], with
+  B = config.batch_size // process_count.
   """
   _check_process(process_index, process_count)
   batch = per_process_batch(config.batch_size, process_count)
@@ -208,17 +301,17 @@ def expression_index(source: Sequence[dict], limit: int = 0) -> list[tuple[int, 
 class _EvalExample(grain.transforms.MapWithIndex):
   """Row `index` of this process's evaluation stream; rows past the last expression pad."""
 
-  def __init__(self, source, preprocessor, pairs, include_images):
+  def __init__(self, source, preprocessor, pairs, num_images):
     self._source = source
     self._pre = preprocessor
     self._pairs = pairs
-    self._include_images = include_images
+    self._num_images = num_images
 
   def map_with_index(self, index: int, element: Any) -> dict[str, Any]:
     del element
     if index >= len(self._pairs):
       return {**self._pre.padding(), "valid": False, "ref_id": -1, "sentence_index": -1,
-              "geometry": (0, 0, 0, 0), "orig_size": (0, 0), "gt_mask": None,
+              "orig_size": (0, 0), "gt_mask": None,
               "orig_image": None, "sentence": ""}
     ref, sentence_index = self._pairs[index]
     record = self._source[ref]
@@ -227,12 +320,11 @@ class _EvalExample(grain.transforms.MapWithIndex):
     h, w = mask.shape
     return {**self._pre.arrays(rgb, mask, sentence), "valid": True,
             "ref_id": int(record["ref_id"]), "sentence_index": sentence_index,
-            "geometry": letterbox.letterbox_geometry(w, h, self._pre.input_size),
             "orig_size": (h, w), "gt_mask": mask,
-            "orig_image": rgb if self._include_images else None, "sentence": sentence}
+            "orig_image": rgb if index < self._num_images else None, "sentence": sentence}
 
 
-_EVAL_DTYPES = {"image": np.float32, "tokens": np.int32, "mask": np.float32, "valid": bool,
+_EVAL_DTYPES = {"image": np.uint8, "tokens": np.int32, "mask": np.float32, "valid": bool,
                 "ref_id": np.int64, "sentence_index": np.int32, "geometry": np.int32,
                 "orig_size": np.int32}
 
@@ -249,14 +341,15 @@ def _collate_eval(examples: Sequence[dict], include_images: bool) -> dict[str, A
 
 def create_eval_iterator(config: ml_collections.ConfigDict, source: Sequence[dict],
                          vocab: vocab_lib.Vocabulary, *, process_index: int = 0,
-                         process_count: int = 1,
-                         include_images: bool = True) -> Iterator[dict[str, Any]]:
+                         process_count: int = 1, include_images: bool = True,
+                         max_images: int | None = None) -> Iterator[dict[str, Any]]:
   """Every expression of `source` once, in order, split into contiguous parts by process.
 
   Batches of config.eval_batch_size // process_count rows hold the training fields plus
   `valid` bool [B], `ref_id` int64 [B], `sentence_index` int32 [B], `geometry` int32 [B, 4]
   (nw, nh, dx, dy), `orig_size` int32 [B, 2] (h, w), and lists `gt_masks` (uint8 [h, w],
-  0/255), `sentence` (str) and, with include_images, `orig_images` (uint8 [h, w, 3]).
+  0/255), `sentence` (str) and, with include_images, `orig_images` (uint8 [h, w, 3] for the
+  first max_images rows of this process, all if None; None for the others).
   Every process yields the same number of batches; rows past its last expression are padding
   (valid False, ref_id and sentence_index -1, geometry and orig_size 0, None, "").
   config.eval_max_examples > 0 keeps only the first that many expressions.
@@ -269,7 +362,8 @@ def create_eval_iterator(config: ml_collections.ConfigDict, source: Sequence[dic
   share = math.ceil(len(pairs) / process_count)
   mine = pairs[process_index * share:(process_index + 1) * share]
   num_rows = math.ceil(share / batch) * batch
-  example = _EvalExample(source, _preprocessor(config, vocab), mine, include_images)
+  num_images = (num_rows if max_images is None else max_images) if include_images else 0
+  example = _EvalExample(source, _preprocessor(config, vocab), mine, num_images)
   ds = grain.MapDataset.range(num_rows).map_with_index(example)
   ds = ds.batch(batch, batch_fn=functools.partial(_collate_eval, include_images=include_images))
   return _closing(_iterate(ds, config))

@@ -74,11 +74,14 @@ def stage_times(records: list[dict], size: int, stride: int, word_len: int) -> d
   return {
       "decode_jpeg": _ms_per_item(lambda r: transforms.decode_rgb(r["image"], "bench"), records),
       "decode_png": _ms_per_item(lambda r: transforms.decode_mask(r["mask"], "bench"), records),
-      "letterbox_image": _ms_per_item(lambda x: letterbox.letterbox_image(x, size), rgbs),
+      # As the pipeline does it: uint8 canvas and geometry (the step divides by 255).
+      "letterbox_image": _ms_per_item(lambda x: letterbox.letterbox_uint8(x, size), rgbs),
       "letterbox_mask": _ms_per_item(lambda x: letterbox.letterbox_mask(x, size, stride), masks),
       "tokenize": _ms_per_item(lambda t: vocab.encode(t, word_len), texts),
       "example_total": _ms_per_item(
           lambda r: pre.arrays(*pre.decode(r), transforms.as_text(r["sentences"][0])), records),
+      "float32_letterbox_reference": _ms_per_item(  # The host-side /255 of before 11-27.
+          lambda x: letterbox.letterbox_image(x, size), rgbs),
       "pil_bicubic_resize_reference": _ms_per_item(
           lambda x: Image.fromarray(x).resize(geometry[:2], Image.BICUBIC), rgbs),
   }

@@ -27,6 +27,7 @@ from brppnet_jax.data import refer
 from brppnet_jax.data import vocab as vocab_lib
 
 VOCAB_FILE = "vocab.txt"
+ALL_SPLITS_VOCAB_FILE = "vocab_all_splits.txt"  # Every split's words, for fixed word vectors.
 EXPRESSIONS_FILE = "train_expressions.txt"  # One per line: the speech model is built from them.
 
 
@@ -139,6 +140,9 @@ class Rpcoco(tfds.core.GeneratorBasedBuilder):
     if "train" in kept:
       vocab = vocab_lib.Vocabulary.build(s for r in kept["train"] for s in r.sentences)
       vocab.save(vocab_path(self.data_dir))
+      every_split = vocab_lib.Vocabulary.build(s for refs in kept.values() for r in refs
+                                               for s in r.sentences)
+      every_split.save(epath.Path(self.data_dir) / ALL_SPLITS_VOCAB_FILE)
       with (epath.Path(self.data_dir) / EXPRESSIONS_FILE).open("w") as f:
         f.writelines(" ".join(s.split()) + "\n" for r in kept["train"] for s in r.sentences)
     return {split: self._generate_examples(refs, manual_dir) for split, refs in kept.items()}

@@ -84,18 +84,23 @@ class Preprocessor:
     return rgb, mask
 
   def arrays(self, rgb: np.ndarray, mask: np.ndarray, sentence: str) -> dict[str, np.ndarray]:
-    """`image` [S, S, 3], `tokens` [T] and `mask` [S/s, S/s, 1] of one example."""
+    """`image` uint8 [S, S, 3] with its `geometry` int32 [4] (the model's float input is
+    `letterbox.canvas_to_float(image, geometry)`, built on the device), `tokens` [T] and
+    `mask` [S/s, S/s, 1] of one example."""
+    image, geometry = letterbox.letterbox_uint8(rgb, self.input_size)
     return {
-        "image": letterbox.letterbox_image(rgb, self.input_size),
+        "image": image,
+        "geometry": np.asarray(geometry, np.int32),
         "tokens": self.vocab.encode(sentence, self.word_len),
         "mask": letterbox.letterbox_mask(mask, self.input_size, self.mask_stride)[..., None],
     }
 
   def padding(self) -> dict[str, np.ndarray]:
-    """Arrays of a dummy example that fills an incomplete batch."""
+    """Arrays of a dummy example that fills an incomplete batch: all canvas (geometry 0)."""
     s, m = self.input_size, self.input_size // self.mask_stride
     return {
-        "image": np.full((s, s, 3), letterbox.CANVAS_VALUE, np.float32),
+        "image": np.full((s, s, 3), letterbox.CANVAS_UINT8, np.uint8),
+        "geometry": np.zeros((4,), np.int32),
         "tokens": np.zeros((self.word_len,), np.int32),
         "mask": np.zeros((m, m, 1), np.float32),
     }

@@ -12,6 +12,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from brppnet_jax import paths
+
 PAD = "<pad>"
 UNK = "<unk>"
 PAD_ID = 0
@@ -79,25 +81,30 @@ class Vocabulary:
 
 
 def load_word_vectors(path: str | os.PathLike, vocab: Vocabulary, dim: int,
-                      seed: int = 0) -> tuple[np.ndarray, int]:
+                      seed: int = 0, missing: str = "random") -> tuple[np.ndarray, int]:
   """Embedding matrix [len(vocab), dim] from a GloVe-format text file.
 
-  Words missing from the file get small random vectors; `<pad>` gets zeros.
-  Returns the matrix and how many vocabulary words were found in the file.
+  Words missing from the file get small random vectors (`missing="random"`, to be learned) or
+  zeros (`missing="zero"`: the original's fixed vectors, where such a word is masked out);
+  `<pad>` gets zeros. Returns the matrix and how many vocabulary words were found in the file.
   """
+  if missing not in ("random", "zero"):
+    raise ValueError(f"missing must be 'random' or 'zero', got {missing!r}")
   rng = np.random.default_rng(seed)
   table = rng.normal(0.0, 0.1, (len(vocab), dim)).astype(np.float32)
+  if missing == "zero":
+    table[:] = 0.0
   table[PAD_ID] = 0.0
-  found = 0
-  with open(path, encoding="utf-8", errors="replace") as f:
+  found = set()
+  with paths.open_text(path, errors="replace") as f:  # Local or gs://...
     for lineno, line in enumerate(f, 1):
       word, _, rest = line.rstrip().partition(" ")
       idx = vocab._ids.get(word)  # pylint: disable=protected-access
-      if idx is None or idx == PAD_ID:
+      if idx is None or idx == PAD_ID or idx in found:  # The first vector of a word counts.
         continue
       values = rest.split()
       if len(values) != dim:
         raise ValueError(f"{path}:{lineno}: word {word!r} has {len(values)} values, expected {dim}")
       table[idx] = np.asarray(values, np.float32)
-      found += 1
-  return table, found
+      found.add(idx)
+  return table, len(found)

@@ -1,9 +1,9 @@
 """The whole BRPPNet: image [N,H,W,3] in [0,1] and tokens [N,T] -> mask logits [N,H/s,W/s,1].
 
 Parameter tree: `backbone` (Darknet-53 and the first four neck convs, the part a YOLOv3
-checkpoint provides), `text_encoder` (embedding and BiGRU) and the rest at top level.
-GloVe vectors go in `params["text_encoder"]["embedding"]["embedding"]` [vocab_size, embed_dim];
-`models.darknet_weights.load_darknet_weights` fills `backbone` from a YOLOv3 file.
+checkpoint provides and training keeps frozen), `text_encoder` (word vectors and BiGRU) and
+the rest at top level. Word vectors go in `params["text_encoder"]["embedding"]["embedding"]`
+[vocab_size, embed_dim]; `models.original_weights` loads the original's weight files.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import numpy as np
 from brppnet_jax.models.darknet import FROZEN_NECK_CONVS, NECK, STAGE_CHANNELS, Backbone
 from brppnet_jax.models.decoder import ASPP, HEAD_UPSAMPLINGS, MFFM, PSA, MaskHead
 from brppnet_jax.models.layers import DBL, Fusion, Res, scaled_channels
-from brppnet_jax.models.text_encoder import TextEncoder
+from brppnet_jax.models.text_encoder import PADDING_MODES, TextEncoder
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+FROZEN_BN_MODES = ("batch_stats", "stored")
 
 
 class BRPPNet(nn.Module):
@@ -32,6 +33,11 @@ class BRPPNet(nn.Module):
   localisation fusion, PSA, ASPP and the mask head. With `freeze_backbone` the backbone
   always uses its stored BatchNorm statistics (they are never updated) and no gradient
   flows into it. Images are [N, H, W, 3] with H and W multiples of 32.
+
+  With `freeze_backbone`, `frozen_bn` says how the frozen BatchNorms normalise while
+  training: "batch_stats" (the original under Keras 2.3.1: the batch's statistics; the stored
+  ones are never updated, see `steps.train_step`) or "stored". `text_padding` is the text
+  encoder's padding mode ("original" or "masked", see text_encoder.py).
   """
 
   vocab_size: int
@@ -43,6 +49,8 @@ class BRPPNet(nn.Module):
   stage_blocks: Sequence[int] = (1, 2, 8, 8, 4)
   seg_out_stride: int = 2
   freeze_backbone: bool = True
+  frozen_bn: str = "batch_stats"
+  text_padding: str = "original"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -52,14 +60,16 @@ class BRPPNet(nn.Module):
                        f"got {images.shape}")
     ch = lambda c: scaled_channels(c, self.width)
     dt = self.dtype
+    backbone_batch_stats = train and (not self.freeze_backbone or self.frozen_bn == "batch_stats")
     c3, c4, x = Backbone(self.width, tuple(self.stage_blocks), dt, name="backbone")(
-        images.astype(dt), train and not self.freeze_backbone)
+        images.astype(dt), backbone_batch_stats)
     if self.freeze_backbone:
       c3, c4, x = jax.lax.stop_gradient((c3, c4, x))
     for i, (channels, kernel) in enumerate(NECK[FROZEN_NECK_CONVS:], start=FROZEN_NECK_CONVS):
       x = DBL(ch(channels), kernel, dtype=dt, name=f"DBL_neck{i}")(x, train)
-    q = TextEncoder(self.vocab_size, self.embed_dim, self.rnn_hidden_size, self.rnn_dropout,
-                    name="text_encoder")(tokens, train).astype(dt)
+    q, _ = TextEncoder(self.vocab_size, self.embed_dim, self.rnn_hidden_size, self.rnn_dropout,
+                       self.text_padding, name="text_encoder")(tokens, train)
+    q = q.astype(dt)
 
     def fuse(v, level, channels):
       v = Res(channels, dtype=dt, name=f"Res_{level}")(v, train)
@@ -105,9 +115,13 @@ def create_model(config: ml_collections.ConfigDict) -> BRPPNet:
                                                     for b in blocks),
          "stage_blocks", m.stage_blocks, f"{len(STAGE_CHANNELS)} ints >= 1")
   _check(isinstance(m.freeze_backbone, bool), "freeze_backbone", m.freeze_backbone, "a bool")
+  _check(m.frozen_bn in FROZEN_BN_MODES, "frozen_bn", m.frozen_bn, f"one of {FROZEN_BN_MODES}")
+  _check(m.text_padding in PADDING_MODES, "text_padding", m.text_padding,
+         f"one of {PADDING_MODES}")
   return BRPPNet(
       vocab_size=int(m.vocab_size), embed_dim=int(m.embed_dim),
       rnn_hidden_size=int(m.rnn_hidden_size), rnn_dropout=float(m.rnn_dropout),
       hidden_dim=int(m.hidden_dim), width=float(m.width),
-      stage_blocks=tuple(int(b) for b in blocks), seg_out_stride=int(m.seg_out_stride), freeze_backbone=m.freeze_backbone,
+      stage_blocks=tuple(int(b) for b in blocks), seg_out_stride=int(m.seg_out_stride),
+      freeze_backbone=m.freeze_backbone, frozen_bn=m.frozen_bn, text_padding=m.text_padding,
       dtype=DTYPES[m.dtype])
