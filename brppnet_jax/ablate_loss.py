@@ -62,20 +62,31 @@ def define_flags() -> None:
   flags.DEFINE_bool("table_only", False, "Make the tables from stored results; train nothing.")
 
 
-def run_config(config, loss: str, seed: int, *, data_dir: str | None = None,
-               total_steps: int | None = None) -> ml_collections.ConfigDict:
-  """A copy of `config` training with `loss` and `seed` (and data_dir / total_steps if given)."""
-  if loss not in losses.LOSSES:
-    raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(losses.LOSSES)}")
+def fixed_length_copy(config, *, seed: int | None = None, data_dir: str | None = None,
+                      total_steps: int | None = None,
+                      what: str = "the ablation") -> ml_collections.ConfigDict:
+  """A copy of `config` with seed / data_dir / total_steps set where given; comparing runs
+  needs a fixed step count, so one must be positive."""
   config = ml_collections.ConfigDict(config.to_dict())
-  config.loss.name, config.seed = loss, int(seed)
+  if seed is not None:
+    config.seed = int(seed)
   if data_dir:
     config.dataset.data_dir = data_dir
   if total_steps:
     config.total_steps = int(total_steps)
   if config.total_steps <= 0:
-    raise ValueError("the ablation needs a fixed step count: set --total_steps or "
+    raise ValueError(f"{what} needs a fixed step count: set --total_steps or "
                      "config.total_steps to a positive number")
+  return config
+
+
+def run_config(config, loss: str, seed: int, *, data_dir: str | None = None,
+               total_steps: int | None = None) -> ml_collections.ConfigDict:
+  """A copy of `config` training with `loss` and `seed` (and data_dir / total_steps if given)."""
+  if loss not in losses.LOSSES:
+    raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(losses.LOSSES)}")
+  config = fixed_length_copy(config, seed=seed, data_dir=data_dir, total_steps=total_steps)
+  config.loss.name = loss
   return config
 
 

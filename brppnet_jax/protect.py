@@ -21,6 +21,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from brppnet_jax import paths
 from brppnet_jax import photo
 from brppnet_jax import privacy
 
@@ -71,7 +72,7 @@ def check_inputs() -> np.ndarray:
   privacy.check_method(FLAGS.method)
   if not 0.0 < FLAGS.threshold <= 1.0:
     raise ValueError(f"--threshold={FLAGS.threshold} must be in (0, 1]")
-  if not os.path.isdir(FLAGS.workdir):
+  if not paths.is_dir(FLAGS.workdir):  # Local or gs://, as Predictor reads it.
     raise FileNotFoundError(f"workdir not found: {FLAGS.workdir}")
   image = photo.load_rgb(FLAGS.image)
   _check_output("out")

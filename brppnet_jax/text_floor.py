@@ -65,17 +65,9 @@ def run_config(config, run: str, *, seed: int | None = None, data_dir: str | Non
   """A copy of `config` for `run` ("grounded" or "blind")."""
   if run not in RUNS:
     raise ValueError(f"unknown run {run!r}; choose from {', '.join(RUNS)}")
-  config = ml_collections.ConfigDict(config.to_dict())
+  config = ablate_loss.fixed_length_copy(config, seed=seed, data_dir=data_dir,
+                                         total_steps=total_steps, what="the text floor")
   config.dataset.blind_text = run == "blind"
-  if seed is not None:
-    config.seed = int(seed)
-  if data_dir:
-    config.dataset.data_dir = data_dir
-  if total_steps:
-    config.total_steps = int(total_steps)
-  if config.total_steps <= 0:
-    raise ValueError("the text floor needs a fixed step count: set --total_steps or "
-                     "config.total_steps to a positive number")
   return config
 
 

@@ -154,9 +154,8 @@ def load_brppnet_h5(path: str, variables) -> tuple[dict, list[str]]:
 def _by_name(flat: dict, file_layers: Mapping[str, Arrays], only: str,
              network: Sequence[layout.KerasLayer]) -> list[str]:
   """Keras `by_name=True, skip_mismatch=True`: fill each layer whose name and shapes match."""
-  allowed = {"all", "darknet"}
-  if only not in allowed:
-    raise ValueError(f"backbone_init must be 'byname' or 'darknet', got {only!r}")
+  if only not in ("all", "darknet"):
+    raise ValueError(f"only must be 'all' or 'darknet', got {only!r}")
   filled = []
   for layer in network:
     if only == "darknet" and layer.path[0] not in ("backbone", "DBL_neck4", "DBL_neck5"):
