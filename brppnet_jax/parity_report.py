@@ -1,0 +1,86 @@
+"""How far this network is from the original's own outputs (`../shared/parity`); prints, writes JSON.
+
+    python -m brppnet_jax.parity_report --parity_dir=../shared/parity \
+        --json=benchmarks/results/parity_seed1234.json
+
+Writes the original's seeded weight file with the fixture's own script, loads it with
+`load_brppnet_h5`, runs the text encoder and the network in float32 on the fixture's inputs and
+reports max|difference| / max|reference| for the GRU sequence, q and the logits.
+`tests/test_original_weights.py` asserts the same comparisons.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from brppnet_jax.models import create_model
+from brppnet_jax.models import original_weights
+from brppnet_jax.models.text_encoder import TextEncoder
+
+flags.DEFINE_string("parity_dir", "../shared/parity", "The parity fixture folder.")
+flags.DEFINE_string("json", None, "Where to write the result.")
+FLAGS = flags.FLAGS
+VOCAB = 50
+
+
+def _relative(a, b) -> float:
+  return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
+
+
+def compare(parity_dir: str, work: str) -> dict:
+  """The relative differences, measured in `work` (a scratch folder for the 358 MB file)."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  h5, inputs_npz = os.path.join(work, "weights.h5"), os.path.join(work, "inputs.npz")
+  subprocess.run(
+      [sys.executable, os.path.join(parity_dir, "make_original_h5.py"),
+       "--manifest", os.path.join(parity_dir, "original_manifest.json"), "--seed", "1234",
+       "--bn_stats", os.path.join(parity_dir, "bn_stats_seed1234.npz"), "--out", h5,
+       "--inputs_seed", "0", "--lengths", "7,15", "--vocab", str(VOCAB),
+       "--inputs_out", inputs_npz], check=True, capture_output=True)
+  inputs = np.load(inputs_npz)
+  expected = np.load(os.path.join(parity_dir, "expected_seed1234.npz"))
+  config = default.get_config()
+  config.model.vocab_size = VOCAB
+  model = create_model(config)
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, 416, 416, 3)), jnp.ones((1, 15), jnp.int32)))
+  variables, _ = original_weights.load_brppnet_h5(
+      h5, jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes))
+  variables["params"]["text_encoder"]["embedding"]["embedding"] = inputs["table"]
+  encoder = TextEncoder(VOCAB, 300, 1024, 0.1, "original")
+  q, h = jax.jit(lambda p, t: encoder.apply({"params": p}, t, False))(
+      variables["params"]["text_encoder"], inputs["tokens"])
+  logits = jax.jit(lambda v, i, t: model.apply(v, i, t, train=False))(
+      variables, inputs["images"], inputs["tokens"])
+  return {"gru_seq": _relative(h, expected["gru_seq"]), "q": _relative(q, expected["q"]),
+          "logits": _relative(logits, expected["logits"])}
+
+
+def main(argv):
+  del argv
+  with tempfile.TemporaryDirectory() as work:
+    result = compare(FLAGS.parity_dir, work)
+  print("| output | max abs. difference / max abs. reference |\n|---|---:|")
+  for name, value in result.items():
+    print(f"| {name} | {value:.2g} |")
+  if FLAGS.json:
+    record = {"date": datetime.date.today().isoformat(), "backend": jax.default_backend(),
+              "jax": jax.__version__, "dtype": "float32", "weights_seed": 1234,
+              "inputs_seed": 0, "relative_max_difference": result}
+    with open(FLAGS.json, "w", encoding="utf-8") as f:
+      json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
