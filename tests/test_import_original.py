@@ -3,14 +3,13 @@
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
+from brppnet_jax import parity_report
 from brppnet_jax.data import vocab as vocab_lib
 from brppnet_jax.inference import Predictor
 from brppnet_jax.models import original_weights
@@ -29,11 +28,7 @@ def imported(synthetic_dataset, tmp_path_factory):
       pytest.fail(f"{PARITY} is missing; CI must run the import test")
     pytest.skip(f"no parity fixture at {PARITY}")
   out = tmp_path_factory.mktemp("import")
-  h5 = out / "best_map.h5"
-  subprocess.run([sys.executable, str(PARITY / "make_original_h5.py"),
-                  "--manifest", str(PARITY / "original_manifest.json"), "--seed", "1234",
-                  "--bn_stats", str(PARITY / "bn_stats_seed1234.npz"), "--out", str(h5)],
-                 check=True, capture_output=True)
+  h5 = pathlib.Path(parity_report.write_original_files(str(PARITY), str(out), inputs=False)[0])
   data_dir = synthetic_dataset / "tfds"
   words = (next(data_dir.glob("rpcoco/synthetic/*")) / "vocab_all_splits.txt").read_text().split()
   rng = np.random.default_rng(0)

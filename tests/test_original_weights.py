@@ -7,24 +7,24 @@ and inputs, the script that writes them, and the layer tables of the original an
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import h5py
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import traverse_util
 
+from brppnet_jax import parity_report
 from brppnet_jax.models import create_model
 from brppnet_jax.models import original_layout
 from brppnet_jax.models import original_weights
 from brppnet_jax.models.text_encoder import TextEncoder
-from configs import default
 
 PARITY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "parity"
-VOCAB = 50
+VOCAB = parity_report.VOCAB
+full_config = parity_report.full_config
+zero_variables = parity_report.zero_variables
+relative = parity_report.relative
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +36,6 @@ def parity_dir():
   return PARITY
 
 
-def full_config(**model):
-  config = default.get_config()
-  config.model.vocab_size = VOCAB
-  config.model.update(model)
-  return config
-
-
-def zero_variables(config):
-  """Zero-filled variables of the network (shapes only: no initialiser runs)."""
-  model = create_model(config)
-  shapes = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, 416, 416, 3)), jnp.ones((1, 15), jnp.int32)))
-  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-
-
 def flat(variables):
   return traverse_util.flatten_dict({c: variables[c] for c in ("params", "batch_stats")})
 
@@ -58,15 +43,9 @@ def flat(variables):
 @pytest.fixture(scope="module")
 def original_files(parity_dir, tmp_path_factory):
   """The seeded original weight file (358 MB) and inputs, written by the fixture's script."""
-  out = tmp_path_factory.mktemp("parity")
-  subprocess.run(
-      [sys.executable, str(parity_dir / "make_original_h5.py"),
-       "--manifest", str(parity_dir / "original_manifest.json"), "--seed", "1234",
-       "--bn_stats", str(parity_dir / "bn_stats_seed1234.npz"),
-       "--out", str(out / "weights.h5"), "--inputs_seed", "0", "--lengths", "7,15",
-       "--vocab", str(VOCAB), "--inputs_out", str(out / "inputs.npz")],
-      check=True, capture_output=True)
-  return out / "weights.h5", dict(np.load(out / "inputs.npz"))
+  h5, inputs = parity_report.write_original_files(str(parity_dir),
+                                                  str(tmp_path_factory.mktemp("parity")))
+  return pathlib.Path(h5), dict(np.load(inputs))
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +55,6 @@ def original_variables(original_files):
   variables["params"]["text_encoder"]["embedding"]["embedding"] = original_files[1]["table"]
   assert len(filled) == 188
   return variables
-
-
-def relative(a, b):
-  return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
 
 
 def test_parity_text_encoder(original_variables, original_files, parity_dir):
