@@ -20,7 +20,7 @@ OTHER_PLUGINS_cuda := libtpu
 OTHER_PLUGINS_tpu := jax-cuda12-plugin jax-cuda12-pjrt
 STAMP := $(VENV)/.installed-$(ACCEL)
 
-.PHONY: setup test demo devices clean
+.PHONY: setup test test-fast lint demo devices clean
 
 setup: $(STAMP)
 
@@ -36,10 +36,19 @@ $(STAMP): $(REQ) requirements.txt requirements-test.txt pyproject.toml
 
 # What jax sees: backend, devices, processes; warns when an accelerator is there but unused.
 devices: setup
-	$(PY) -m brppnet_jax.devices
+	$(PY) -m brppnet_jax.runtime.devices
 
+# The whole suite, as CI runs it (under 15 minutes on 2 cores).
 test: setup
 	$(PY) -m pytest -n 2 --durations=15 tests
+
+# The edit loop's tier: everything but the tests marked slow (training runs, processes
+# killed on purpose, a real browser), under 3 minutes. CI runs `make test`, never only this.
+test-fast: setup
+	$(PY) -m pytest -n 2 -m "not slow" tests
+
+lint: setup
+	$(PY) -m ruff check brppnet_jax tests configs benchmarks
 
 demo: setup
 	bash launch/demo.sh $(DEMO_DIR)

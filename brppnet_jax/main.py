@@ -14,13 +14,13 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from brppnet_jax import paths
+from brppnet_jax.runtime import paths
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.",
                                           lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summaries.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (and evaluate), or only evaluate.")
+flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (and evaluate), or only scoring.")
 flags.DEFINE_integer("step", None, "With --mode=eval: the checkpoint step (default: the best).")
 flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0; with --num_processes and --process_id starts "
@@ -74,20 +74,21 @@ def main(argv):
   quiet_library_info_logs()
   initialize_distributed(config)
   # Imported after distributed initialisation, which must precede any JAX computation.
-  from brppnet_jax import compilation_cache  # pylint: disable=g-import-not-at-top
-  from brppnet_jax import devices  # pylint: disable=g-import-not-at-top
-  from brppnet_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from brppnet_jax import train  # pylint: disable=g-import-not-at-top
+  from brppnet_jax.evaluation import checkpoint  # pylint: disable=g-import-not-at-top
+  from brppnet_jax.evaluation import summaries  # pylint: disable=g-import-not-at-top
+  from brppnet_jax.runtime import compilation_cache  # pylint: disable=g-import-not-at-top
+  from brppnet_jax.runtime import devices  # pylint: disable=g-import-not-at-top
+  from brppnet_jax.train import loop  # pylint: disable=g-import-not-at-top
   logging.info("Config:\n%s", config)
   devices.warn_if_accelerator_unused()
   logging.info("Compilation cache: %s", compilation_cache.enable(config, FLAGS.workdir))
   try:
     if FLAGS.mode == "train":
-      train.train_and_evaluate(config, FLAGS.workdir)
+      loop.train_and_evaluate(config, FLAGS.workdir)
     else:
-      result = evaluate.evaluate_checkpoint(config, FLAGS.workdir, step=FLAGS.step)
-      print(evaluate.format_table(result))
-  except (FileNotFoundError, ValueError, train.NonFiniteLossError) as e:
+      result = checkpoint.evaluate_checkpoint(config, FLAGS.workdir, step=FLAGS.step)
+      print(summaries.format_table(result))
+  except (FileNotFoundError, ValueError, loop.NonFiniteLossError) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")
 

@@ -5,6 +5,9 @@ Every other config imports this one and changes a few fields.
     python -m brppnet_jax.main --config=configs/default.py --workdir=/tmp/brppnet \
         --config.model.backbone_weights=yolov3_480000.h5 \
         --config.dataset.word_vectors=glove.840B.300d.txt
+
+Needs what configs/rpcocom.py needs (it is that config, before a variant's changes).
+Expect: no full run was measured here (see configs/rpcocom.py).
 """
 
 import ml_collections

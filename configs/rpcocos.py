@@ -4,6 +4,12 @@
         --config.dataset.data_dir=$HOME/tensorflow_datasets \
         --config.model.backbone_weights=yolov3_480000.h5 \
         --config.dataset.word_vectors=glove.840B.300d.txt
+
+Needs: RPCOCO-s built with `python -m brppnet_jax.data.build --dataset=rpcocos ...` (COCO
+train2014 images and the RPCOCO annotations and masks: see the README's Data section),
+MCN's `yolov3_480000.h5` and GloVe 840B (`glove.840B.300d.txt`).
+Expect: 50 epochs of the paper's recipe; no run was measured here (COCO images cannot
+be downloaded on the development machines), so neither the runtime nor the mIoU is known yet.
 """
 
 from configs import default

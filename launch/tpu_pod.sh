@@ -16,5 +16,5 @@ tpu=$1 zone=$2 config=$3 workdir=$4
 shift 4
 printf -v extra ' %q' "$@"
 gcloud compute tpus tpu-vm ssh "$tpu" --zone "$zone" --worker=all --command \
-  "cd ~/brppnet_jax && make setup ACCEL=tpu && .venv/bin/python -m brppnet_jax.devices && \
+  "cd ~/brppnet_jax && make setup ACCEL=tpu && .venv/bin/python -m brppnet_jax.runtime.devices && \
 .venv/bin/python -m brppnet_jax.main --config=$config --workdir=$workdir --config.distributed=True$extra"

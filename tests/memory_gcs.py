@@ -225,11 +225,12 @@ def train_and_evaluate_in_bucket(local_data_dir: str, image: str, overrides: dic
   install()
   # pylint: disable=g-import-not-at-top  (after install: the libraries read its settings)
   from clu import metric_writers
-  from brppnet_jax import compilation_cache
-  from brppnet_jax import evaluate
-  from brppnet_jax import inference
-  from brppnet_jax import paths
-  from brppnet_jax import train
+
+  from brppnet_jax.evaluation import checkpoint
+  from brppnet_jax.protect import predictor as predictor_lib
+  from brppnet_jax.runtime import compilation_cache
+  from brppnet_jax.runtime import paths
+  from brppnet_jax.train import loop
   from configs import synthetic
   _copy_tree(local_data_dir, "gs://bucket/tfds")
   _copy_tree(os.path.dirname(image), "gs://bucket/photos")
@@ -251,15 +252,15 @@ def train_and_evaluate_in_bucket(local_data_dir: str, image: str, overrides: dic
     summary_dirs.append(os.fspath(logdir))
     return metric_writers.LoggingWriter()
 
-  train.metric_writers.create_default_writer = logging_writer
+  loop.metric_writers.create_default_writer = logging_writer
   compilation_cache.enable(config, workdir)
-  train.train_and_evaluate(config, workdir)
-  evaluated = evaluate.evaluate_checkpoint(config, workdir)
-  predictor = inference.Predictor.from_workdir(workdir)
+  loop.train_and_evaluate(config, workdir)
+  evaluated = checkpoint.evaluate_checkpoint(config, workdir)
+  predictor = predictor_lib.Predictor.from_workdir(workdir)
   photo_url = f"gs://bucket/photos/{os.path.basename(image)}"
   mask = predictor.predict_mask(photo_url, "protect privacy of man in red shirt")
   return {"keys": list_keys(), "summary_dirs": summary_dirs,
-          "eval_metrics": paths.read_lines(f"{workdir}/{evaluate.EVAL_METRICS_FILE}"),
+          "eval_metrics": paths.read_lines(f"{workdir}/{loop.EVAL_METRICS_FILE}"),
           "evaluated_step": evaluated["step"], "predictor_step": predictor.step,
           "mask_shape": list(mask.shape)}
 

@@ -9,8 +9,8 @@ vocabulary file (`<data_dir>/rpcoco/<config>/<version>/vocab.txt`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import sys
-from typing import Sequence
 
 from absl import app
 from absl import flags

@@ -19,7 +19,7 @@ against 0.4 ms for OpenCV's, and alone would put the input pipeline under its ta
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

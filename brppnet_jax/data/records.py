@@ -13,12 +13,13 @@ before anything is written and returns the problems per ref; `Ref.mask.load()` a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import concurrent.futures
 import dataclasses
 import io
 import json
 import os
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from etils import epath
 import numpy as np

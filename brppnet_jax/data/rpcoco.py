@@ -14,8 +14,8 @@ the data (`vocab_path`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
-from typing import Sequence
 
 from absl import logging
 from etils import epath

@@ -24,11 +24,11 @@ the 300 test images hold one person, the rest 2 to 4.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 import io
 import itertools
 import json
 import time
-from typing import Callable
 
 from absl import app
 from absl import flags

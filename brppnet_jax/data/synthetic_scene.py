@@ -12,7 +12,8 @@ import dataclasses
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from PIL import ImageDraw
 
 SHIRT_COLOURS = {
     "red": (210, 35, 35),

@@ -9,8 +9,8 @@ person only takes a superlative that also holds among everyone, so every reading
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
-from typing import Sequence
 
 import numpy as np
 

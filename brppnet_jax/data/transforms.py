@@ -7,8 +7,9 @@ TFDS builder stores them (read with tfds.decode.SkipDecoding for image and mask)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import dataclasses
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np

@@ -7,12 +7,12 @@ frequency (ties alphabetical), so the same sentences always give the same file.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable, Sequence
 import os
-from typing import Iterable, Sequence
 
 import numpy as np
 
-from brppnet_jax import paths
+from brppnet_jax.runtime import paths
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -39,14 +39,14 @@ class Vocabulary:
     self._ids = {w: i for i, w in enumerate(words)}
 
   @classmethod
-  def build(cls, sentences: Iterable[str], min_count: int = 1) -> "Vocabulary":
+  def build(cls, sentences: Iterable[str], min_count: int = 1) -> Vocabulary:
     counts = collections.Counter(w for s in sentences for w in split_words(s))
     kept = sorted((w for w, n in counts.items() if n >= min_count and w not in (PAD, UNK)),
                   key=lambda w: (-counts[w], w))
     return cls([PAD, UNK] + kept)
 
   @classmethod
-  def load(cls, path: str | os.PathLike) -> "Vocabulary":
+  def load(cls, path: str | os.PathLike) -> Vocabulary:
     try:
       with open(path, encoding="utf-8") as f:
         words = [line.rstrip("\n") for line in f]

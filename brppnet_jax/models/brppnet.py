@@ -8,7 +8,8 @@ the rest at top level. Word vectors go in `params["text_encoder"]["embedding"]["
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -16,10 +17,21 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from brppnet_jax.models.darknet import FROZEN_NECK_CONVS, NECK, STAGE_CHANNELS, Backbone
-from brppnet_jax.models.decoder import ASPP, HEAD_UPSAMPLINGS, MFFM, PSA, MaskHead
-from brppnet_jax.models.layers import DBL, Fusion, Res, scaled_channels
-from brppnet_jax.models.text_encoder import PADDING_MODES, TextEncoder
+from brppnet_jax.models.darknet import FROZEN_NECK_CONVS
+from brppnet_jax.models.darknet import NECK
+from brppnet_jax.models.darknet import STAGE_CHANNELS
+from brppnet_jax.models.darknet import Backbone
+from brppnet_jax.models.decoder import ASPP
+from brppnet_jax.models.decoder import HEAD_UPSAMPLINGS
+from brppnet_jax.models.decoder import MFFM
+from brppnet_jax.models.decoder import PSA
+from brppnet_jax.models.decoder import MaskHead
+from brppnet_jax.models.layers import DBL
+from brppnet_jax.models.layers import Fusion
+from brppnet_jax.models.layers import Res
+from brppnet_jax.models.layers import scaled_channels
+from brppnet_jax.models.text_encoder import PADDING_MODES
+from brppnet_jax.models.text_encoder import TextEncoder
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 FROZEN_BN_MODES = ("batch_stats", "stored")

@@ -7,12 +7,15 @@ the parent network.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from brppnet_jax.models.layers import DBL, Res, scaled_channels
+from brppnet_jax.models.layers import DBL
+from brppnet_jax.models.layers import Res
+from brppnet_jax.models.layers import scaled_channels
 
 STEM_CHANNELS = 32
 STAGE_CHANNELS = (64, 128, 256, 512, 1024)

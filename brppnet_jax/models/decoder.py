@@ -13,7 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from brppnet_jax.models.layers import DBL, KERNEL_INIT, upsample
+from brppnet_jax.models.layers import DBL
+from brppnet_jax.models.layers import KERNEL_INIT
+from brppnet_jax.models.layers import upsample
 
 # Up-and-DBL pairs the mask head adds after its stride-8 input, per output stride.
 HEAD_UPSAMPLINGS = {8: 0, 4: 1, 2: 2}

@@ -1,7 +1,7 @@
 """Building blocks of BRPPNet (spec section 3): DBL, Res, upsampling and text-visual fusion.
 
 Naming is part of the contract: every DBL is a module whose name starts with `DBL` and holds
-a `conv` (nn.Conv, no bias) and a `bn` (nn.BatchNorm); `brppnet_jax.losses.l2_penalty`
+a `conv` (nn.Conv, no bias) and a `bn` (nn.BatchNorm); `brppnet_jax.train.losses.l2_penalty`
 finds the penalised kernels by these names.
 """
 

@@ -14,11 +14,14 @@ test networks have their own consistent tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import dataclasses
 import re
-from typing import Callable, Sequence
 
-from brppnet_jax.models.darknet import NECK, STAGE_CHANNELS, STEM_CHANNELS, conv_order
+from brppnet_jax.models.darknet import NECK
+from brppnet_jax.models.darknet import STAGE_CHANNELS
+from brppnet_jax.models.darknet import STEM_CHANNELS
+from brppnet_jax.models.darknet import conv_order
 from brppnet_jax.models.decoder import HEAD_UPSAMPLINGS
 
 CONV, BN, DENSE, BIGRU = "Conv2D", "BatchNormalization", "Dense", "Bidirectional"

@@ -14,11 +14,11 @@ Each returns (new variables, names of the Keras layers filled).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 import os
-from typing import Mapping, Sequence
 
-import numpy as np
 from flax import traverse_util
+import numpy as np
 
 from brppnet_jax.models import original_layout as layout
 

@@ -1,0 +1,71 @@
+"""The training step keeps what the original keeps fixed: frozen weights, their BatchNorm
+statistics, and fixed word vectors; everything else moves."""
+
+from flax import traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from brppnet_jax.train import step_functions
+from brppnet_jax.train import train_state
+from configs import synthetic
+
+SIZE, WORDS, BATCH = 64, 6, 4
+
+
+def small_config(**model):
+  config = synthetic.get_config()
+  config.dataset.input_size, config.dataset.word_len = SIZE, WORDS
+  config.model.vocab_size = 20
+  config.model.update(model)
+  return config
+
+
+def one_step(config):
+  model, tx, train_fn, _ = step_functions.make_steps(config, steps_per_epoch=10)
+  state = jax.jit(lambda r: train_state.create_train_state(model, config, tx, r))(train_state.prng_key(0))
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.uniform(size=(BATCH, SIZE, SIZE, 3)), jnp.float32),
+           "tokens": jnp.asarray(rng.integers(1, 20, (BATCH, WORDS)), jnp.int32),
+           "mask": jnp.asarray(rng.uniform(size=(BATCH, SIZE // 4, SIZE // 4, 1)) > 0.5,
+                               jnp.float32)}
+  new_state, _ = jax.jit(train_fn)(state, batch)
+  return state, new_state
+
+
+def changed(before, after):
+  a, b = traverse_util.flatten_dict(before), traverse_util.flatten_dict(after)
+  return {k: not np.array_equal(a[k], b[k]) for k in a}
+
+
+def test_frozen_backbone_and_fixed_word_vectors_stay_as_they_are():
+  """Also with frozen_bn="batch_stats", where the model itself updates the frozen statistics
+  (test_models covers "stored", where it does not)."""
+  config = small_config(freeze_backbone=True, fixed_word_vectors=True, frozen_bn="batch_stats")
+  before, after = one_step(config)
+  params = changed(before.params, after.params)
+  stats = changed(before.batch_stats, after.batch_stats)
+  for path, moved in params.items():
+    fixed = path[0] == "backbone" or path[:2] == ("text_encoder", "embedding")
+    assert moved != fixed, path
+  for path, moved in stats.items():
+    assert moved != (path[0] == "backbone"), path
+
+
+def test_learned_word_vectors_and_unfrozen_backbone_train():
+  before, after = one_step(small_config(freeze_backbone=False, fixed_word_vectors=False))
+  assert all(changed(before.params, after.params).values())
+  assert all(changed(before.batch_stats, after.batch_stats).values())
+
+
+def test_training_a_random_frozen_backbone_needs_saying_so(tmp_path):
+  from brppnet_jax.train import loop  # pylint: disable=g-import-not-at-top
+  config = small_config(freeze_backbone=True, allow_random_backbone=False)
+  with pytest.raises(ValueError) as error:
+    loop.setup(config, str(tmp_path))
+  message = str(error.value)
+  assert message.startswith("config.model.freeze_backbone=True but no "
+                            "config.model.backbone_weights: pass the original's COCO-trained "
+                            "YOLOv3 (yolov3_480000.h5")
+  assert "config.model.allow_random_backbone=True" in message and "\n" not in message
