@@ -20,7 +20,7 @@ OTHER_PLUGINS_cuda := libtpu
 OTHER_PLUGINS_tpu := jax-cuda12-plugin jax-cuda12-pjrt
 STAMP := $(VENV)/.installed-$(ACCEL)
 
-.PHONY: setup test test-fast lint demo devices clean
+.PHONY: setup test test-fast lint demo app devices clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,10 @@ lint: setup
 
 demo: setup
 	bash launch/demo.sh $(DEMO_DIR)
+
+# The web app (http://127.0.0.1:7860) serving the network that `make demo` trained.
+app: setup
+	$(PY) -m brppnet_jax.protect.app --workdir=$(DEMO_DIR)/workdir
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

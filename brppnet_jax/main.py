@@ -30,13 +30,21 @@ flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _resolved_config(value: str) -> str:
+  """The config file to load; exits with one line quoting `value` when there is none."""
+  path = paths.resolve_config_file(value)
+  if not (os.path.isfile(path) or os.path.isfile(path.split(":", 1)[0])):  # file.py:args
+    sys.exit(f"error: --config={value}: no such file (here or in the installed configs/)")
+  return path
+
+
 def _with_resolved_config(argv: list[str]) -> list[str]:
   out = list(argv)
   for i, arg in enumerate(out):
     if arg.startswith("--config="):
-      out[i] = "--config=" + paths.resolve_config_file(arg[len("--config="):])
+      out[i] = "--config=" + _resolved_config(arg[len("--config="):])
     elif arg == "--config" and i + 1 < len(out):
-      out[i + 1] = paths.resolve_config_file(out[i + 1])
+      out[i + 1] = _resolved_config(out[i + 1])
   return out
 
 
@@ -65,6 +73,12 @@ def initialize_distributed(config) -> None:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   elif config.distributed:
     jax.distributed.initialize()  # Cloud TPU, SLURM, ...: settings come from the environment.
+  else:
+    return
+  # The backend (on CPUs: its gloo collectives, which connect with a short timeout) starts
+  # now, while every process has just passed initialize's barrier together, rather than
+  # after each process's own, load-dependent imports.
+  jax.devices()
 
 
 def main(argv):
@@ -78,6 +92,7 @@ def main(argv):
   from brppnet_jax.evaluation import summaries  # pylint: disable=g-import-not-at-top
   from brppnet_jax.runtime import compilation_cache  # pylint: disable=g-import-not-at-top
   from brppnet_jax.runtime import devices  # pylint: disable=g-import-not-at-top
+  from brppnet_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   from brppnet_jax.train import loop  # pylint: disable=g-import-not-at-top
   logging.info("Config:\n%s", config)
   devices.warn_if_accelerator_unused()
@@ -88,7 +103,8 @@ def main(argv):
     else:
       result = checkpoint.evaluate_checkpoint(config, FLAGS.workdir, step=FLAGS.step)
       print(summaries.format_table(result))
-  except (FileNotFoundError, ValueError, loop.NonFiniteLossError) as e:
+  except (FileNotFoundError, ValueError, loop.NonFiniteLossError,
+          checkpoints.WriteError) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")
 

@@ -82,7 +82,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 24
   config.eval_max_examples = 0  # > 0: evaluate only this many expressions.
   config.segment_thresh = 0.35
-  config.compute_tdir = True  # Haar-cascade face test (slow: about 1 s per image).
+  # The face tests of evaluation.faces.DETECTORS (Haar about 1 s per image, the others less).
+  config.compute_tdir = True
   config.num_image_summaries = 4
   config.distributed = False  # Call jax.distributed.initialize() first.
   # Persistent XLA compilation cache: "" is WORKDIR/compilation_cache, "off" disables it.

@@ -21,14 +21,15 @@ echo "== 5/5 protecting one person in a test image"
 image=$($py -c "import json,sys; a=json.load(open(sys.argv[1]))[0]; print(a['img_name'])" "$out/raw/anns/synthetic/test.json")
 text=$($py -c "import json,sys; a=json.load(open(sys.argv[1]))[0]; print(a['sentences'][0]['sent'])" "$out/raw/anns/synthetic/test.json")
 $py -m brppnet_jax.protect --workdir="$out/workdir" --image="$out/raw/images/train2014/$image" \
-  --text="$text" --out="$out/protected.png" --save_mask="$out/mask.png"
+  --text="$text" --out="$out/protected.png" --save_mask="$out/mask.png" --overwrite
 cat <<DONE
 
 Done. What went where:
   synthetic images and annotations  $out/raw
   TFDS dataset (+ vocab.txt)        $out/tfds/rpcoco/synthetic
   checkpoints                       $out/workdir/checkpoints
-  evaluation metrics (JSON lines)   $out/workdir/eval_metrics.jsonl
+  evaluation metrics (JSON lines)   $out/workdir/eval_metrics.jsonl  (training's)
+                                    $out/workdir/checkpoint_evaluations.jsonl  (--mode=eval's)
   TensorBoard summaries             tensorboard --logdir $out/workdir
   protected example                 $out/protected.png  (mask: $out/mask.png)
 DONE

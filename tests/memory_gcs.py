@@ -261,6 +261,7 @@ def train_and_evaluate_in_bucket(local_data_dir: str, image: str, overrides: dic
   mask = predictor.predict_mask(photo_url, "protect privacy of man in red shirt")
   return {"keys": list_keys(), "summary_dirs": summary_dirs,
           "eval_metrics": paths.read_lines(f"{workdir}/{loop.EVAL_METRICS_FILE}"),
+          "eval_mode": paths.read_lines(f"{workdir}/{checkpoint.EVAL_MODE_FILE}"),
           "evaluated_step": evaluated["step"], "predictor_step": predictor.step,
           "mask_shape": list(mask.shape)}
 

@@ -22,6 +22,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from brppnet_jax.data import file_checks
 from brppnet_jax.data import records
 from brppnet_jax.data import refer
 from brppnet_jax.data import vocab as vocab_lib
@@ -145,6 +146,9 @@ class Rpcoco(tfds.core.GeneratorBasedBuilder):
       every_split.save(epath.Path(self.data_dir) / ALL_SPLITS_VOCAB_FILE)
       with (epath.Path(self.data_dir) / EXPRESSIONS_FILE).open("w") as f:
         f.writelines(" ".join(s.split()) + "\n" for r in kept["train"] for s in r.sentences)
+      # Loading compares (data/file_checks.py): a damaged file is named, never read as words.
+      self.info.metadata.update({file_checks.DIGESTS_KEY: file_checks.digests(
+          self.data_dir, (VOCAB_FILE, ALL_SPLITS_VOCAB_FILE, EXPRESSIONS_FILE))})
     return {split: self._generate_examples(refs, manual_dir) for split, refs in kept.items()}
 
   def _read_split(self, manual_dir, split):

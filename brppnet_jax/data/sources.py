@@ -8,6 +8,7 @@ import os
 
 import ml_collections
 
+from brppnet_jax.data import file_checks
 from brppnet_jax.data import transforms
 from brppnet_jax.data import vocab as vocab_lib
 from brppnet_jax.runtime import paths
@@ -22,11 +23,18 @@ def open_source(config: ml_collections.ConfigDict, split: str):
   """The records of `split` of the TFDS dataset config.dataset.name, image and mask undecoded."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy; not in workers)
   try:
-    return tfds.data_source(
+    source = tfds.data_source(
         config.dataset.name, split=split, data_dir=config.dataset.data_dir or None,
         decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
   except tfds.core.registered.DatasetNotFoundError:
     raise FileNotFoundError(missing_dataset_message(config)) from None
+  except RuntimeError as e:  # Riegeli: a shard's footer or index does not read.
+    raise file_checks.shard_error(_shard_files(config, split), e) from None
+  return file_checks.CheckedSource(source, _shard_files(config, split))
+
+
+def _shard_files(config: ml_collections.ConfigDict, split: str) -> list:
+  return sorted(paths.absolute(builder_dir(config)).glob(f"*-{split}.array_record*"))
 
 
 def builder_dir(config: ml_collections.ConfigDict) -> str:
@@ -70,7 +78,12 @@ def load_vocab(location: ml_collections.ConfigDict | str | os.PathLike) -> vocab
     raise FileNotFoundError(f"no vocabulary file {path} (the dataset builder writes it "
                             "beside the prepared data)")
   try:
-    return vocab_lib.Vocabulary(paths.read_lines(path))
+    words = paths.read_lines(path)
+  except ValueError as e:  # Not UTF-8.
+    raise file_checks.DamagedDatasetError(f"{path}: {e}") from None
+  file_checks.check_digest(path)
+  try:
+    return vocab_lib.Vocabulary(words)
   except ValueError as e:
     raise ValueError(f"{path}: {e}") from None
 
@@ -81,6 +94,7 @@ def load_train_expressions(config: ml_collections.ConfigDict) -> list[str]:
   if not path.is_file():
     raise FileNotFoundError(f"no file {path} (the dataset builder writes it beside the "
                             "prepared data; rebuild the dataset)")
+  file_checks.check_digest(path)
   return paths.read_lines(path)
 
 

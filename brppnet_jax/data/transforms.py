@@ -40,22 +40,22 @@ def ref_name(record: Mapping[str, Any]) -> str:
   return f"ref_id {int(record['ref_id'])}" if "ref_id" in record else "record without ref_id"
 
 
+def _decode(data: Any, flags: int, what: str, kind: str) -> np.ndarray:
+  raw = _as_bytes(data)
+  decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), flags) if raw else None
+  if decoded is None:
+    raise ValueError(f"{what}: cannot decode the {kind} ({len(raw)} bytes)")
+  return decoded
+
+
 def decode_rgb(data: Any, what: str) -> np.ndarray:
   """uint8 [h, w, 3] RGB from encoded image bytes (JPEG, PNG, ...)."""
-  raw = _as_bytes(data)
-  rgb = cv2.imdecode(np.frombuffer(raw, np.uint8), _RGB_FLAGS) if raw else None
-  if rgb is None:
-    raise ValueError(f"{what}: cannot decode the image ({len(raw)} bytes)")
-  return rgb
+  return _decode(data, _RGB_FLAGS, what, "image")
 
 
 def decode_mask(data: Any, what: str) -> np.ndarray:
   """uint8 [h, w] from an encoded 1-channel PNG."""
-  raw = _as_bytes(data)
-  mask = cv2.imdecode(np.frombuffer(raw, np.uint8), _GRAY_FLAGS) if raw else None
-  if mask is None:
-    raise ValueError(f"{what}: cannot decode the mask ({len(raw)} bytes)")
-  return mask
+  return _decode(data, _GRAY_FLAGS, what, "mask")
 
 
 def sentences_of(record: Mapping[str, Any]) -> list[str]:

@@ -12,8 +12,6 @@ import os
 
 import numpy as np
 
-from brppnet_jax.runtime import paths
-
 PAD = "<pad>"
 UNK = "<unk>"
 PAD_ID = 0
@@ -96,6 +94,7 @@ def load_word_vectors(path: str | os.PathLike, vocab: Vocabulary, dim: int,
     table[:] = 0.0
   table[PAD_ID] = 0.0
   found = set()
+  from brppnet_jax.runtime import paths  # pylint: disable=g-import-not-at-top  (etils)
   with paths.open_text(path, errors="replace") as f:  # Local or gs://...
     for lineno, line in enumerate(f, 1):
       word, _, rest = line.rstrip().partition(" ")

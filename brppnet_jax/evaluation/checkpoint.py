@@ -9,6 +9,10 @@ from brppnet_jax.data import sources
 from brppnet_jax.evaluation import scoring
 from brppnet_jax.protect import predictor as predictor_lib
 
+# One line per `--mode=eval` run, kept apart from training's eval_metrics.jsonl: its step may
+# repeat one training evaluated, on other settings (eval_max_examples, split, thresholds).
+EVAL_MODE_FILE = "checkpoint_evaluations.jsonl"
+
 
 def evaluate_predictor(predictor, config, source, *, max_examples: int = 0,
                        num_examples: int | None = None):
@@ -30,7 +34,8 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   """Evaluates the best (or given) checkpoint of `workdir` on `config.dataset.eval_split`.
 
   The network comes from the configuration stored with the checkpoint; data and evaluation
-  settings from `config`. The result is appended to WORKDIR/eval_metrics.jsonl.
+  settings from `config`. The result is appended to WORKDIR/checkpoint_evaluations.jsonl
+  (`EVAL_MODE_FILE`), never to training's eval_metrics.jsonl.
   """
   predictor = predictor_lib.Predictor.from_workdir(workdir, step=step)
   source = sources.open_source(config, config.dataset.eval_split)
@@ -38,5 +43,5 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
                                  max_examples=config.eval_max_examples, num_examples=0)
   result = {"step": predictor.step, "split": config.dataset.eval_split, **result}
   if jax.process_index() == 0:
-    scoring.append_metrics(workdir, result)
+    scoring.append_metrics(workdir, result, EVAL_MODE_FILE)
   return result

@@ -6,13 +6,17 @@ expressions and of all processes can simply be added; `finalize` turns the total
 reported metrics.
 
 Decisions where the spec leaves room:
-- IoU uses prob > thresh (strict, as the original's lineage did); an empty prediction
-  of an empty mask has IoU 1; prec@X counts IoU > X (strictly).
+- IoU uses prob > thresh (strict, as the original's lineage did; thresh is the paper's
+  segment_thresh, `PAPER_THRESHOLD`); an empty prediction of an empty mask has IoU 1; prec@X
+  counts IoU > X (strictly). miou, oiou and prec@X are these, for comparison with the paper.
+- miou_protected and oiou_protected score the mask the product hides instead:
+  prob >= mask_threshold (`hiding.MASK_THRESHOLD`), the same empty-mask rule.
 - Privacy metrics (SSIM, PSNR, TDIR, pixel precision/recall/F1/accuracy) are computed on
   the letterboxed image cropped to (nh, nw); the prediction there is the letterboxed
-  probability >= 0.5, the ground truth is the mask resized to (nh, nw): bool as given,
-  integers > 0, floats >= 0.5. Accuracy divides by the nh * nw real pixels.
-- Protection for these metrics is the original's: pixels with prediction >= 0.5 take the
+  probability >= mask_threshold (the product's mask), the ground truth is the mask resized
+  to (nh, nw): bool as given, integers > 0, floats >= 0.5. Accuracy divides by the nh * nw
+  real pixels.
+- Protection for these metrics is the original's: pixels of that prediction take the
   value of `hiding.box_blur10` of the image (window -5..+4, reflect-101 border).
 - SSIM: grayscale Y = 0.299 R + 0.587 G + 0.114 B on the 0..255 scale, Gaussian window
   11x11 (sigma 1.5), C1 = (0.01*255)^2, C2 = (0.03*255)^2, population (co)variances,
@@ -26,19 +30,23 @@ Decisions where the spec leaves room:
 - TDIR = 1 - still / original, with original = expressions whose original person shows a
   face and still = those of them whose protected person shows one too (the protected
   person is only checked when the original shows a face); None when original is 0.
+  Reported per detector family of `faces.DETECTORS` as `tdir_<family>`; `tdir` is
+  `tdir_haar`, the paper's detector.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 import dataclasses
 import math
 
 import cv2
 import numpy as np
 
+from brppnet_jax.evaluation import faces
 from brppnet_jax.protect import hiding
 
+PAPER_THRESHOLD = 0.35  # The paper's segment_thresh (spec section 6).
 PREC_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 SSIM_WINDOW = 11
@@ -48,12 +56,14 @@ SSIM_C2 = (0.03 * 255) ** 2
 PSNR_MAX = 100.0
 SUM_SLOTS = (
     "count", "iou", "intersection", "union",
+    "iou_protected", "intersection_protected", "union_protected",
     *(f"iou_above_{x}" for x in PREC_THRESHOLDS),
     "privacy_count", "ssim", "psnr", "precision", "recall", "f1", "accuracy",
-    "face_original", "face_still",
+    *(f"face_{kind}_{family}" for family in faces.FAMILIES for kind in ("original", "still")),
 )
 _SLOT = {name: i for i, name in enumerate(SUM_SLOTS)}
 FaceDetector = Callable[[np.ndarray], bool]
+FaceDetectors = Mapping[str, FaceDetector]  # family (faces.FAMILIES) -> face test.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,14 +72,28 @@ class ExpressionScores:
   iou: float
   intersection: int
   union: int
+  iou_protected: float  # Of the mask the product hides, prob >= mask_threshold.
+  intersection_protected: int
+  union_protected: int
   ssim: float | None = None
   psnr: float | None = None
   tp: int | None = None
   fp: int | None = None
   fn: int | None = None
   tn: int | None = None
-  face_original: bool | None = None  # None: no detector given.
-  face_protected: bool | None = None  # None: not checked (no original face).
+  # Per family: (the original person shows a face, the protected one does (None: not
+  # checked, no original face)); None: no detector given.
+  face_flags: Mapping[str, tuple[bool, bool | None]] | None = None
+
+  @property
+  def face_original(self) -> bool | None:
+    """The Haar family's original face flag (None without a Haar test)."""
+    return self.face_flags["haar"][0] if "haar" in (self.face_flags or {}) else None
+
+  @property
+  def face_protected(self) -> bool | None:
+    """The Haar family's protected face flag (None: not checked or no Haar test)."""
+    return self.face_flags["haar"][1] if "haar" in (self.face_flags or {}) else None
 
   def sums(self) -> np.ndarray:
     """This expression's contribution to the summed metric vector (`SUM_SLOTS`)."""
@@ -78,6 +102,8 @@ class ExpressionScores:
     v[_SLOT["iou"]] = self.iou
     v[_SLOT["intersection"]] = self.intersection
     v[_SLOT["union"]] = self.union
+    for name in ("iou_protected", "intersection_protected", "union_protected"):
+      v[_SLOT[name]] = getattr(self, name)
     for x in PREC_THRESHOLDS:
       v[_SLOT[f"iou_above_{x}"]] = self.iou > x
     if self.ssim is not None:
@@ -86,9 +112,9 @@ class ExpressionScores:
                           ("precision", precision), ("recall", recall), ("f1", f1),
                           ("accuracy", accuracy)):
         v[_SLOT[name]] = value
-    if self.face_original is not None:
-      v[_SLOT["face_original"]] = self.face_original
-      v[_SLOT["face_still"]] = bool(self.face_original and self.face_protected)
+    for family, (original, protected) in (self.face_flags or {}).items():
+      v[_SLOT[f"face_original_{family}"]] = original
+      v[_SLOT[f"face_still_{family}"]] = bool(original and protected)
     return v
 
 
@@ -96,8 +122,10 @@ def score_expression(prob_orig: np.ndarray, gt_mask: np.ndarray, *,
                      letterboxed_image: np.ndarray | None = None,
                      prob_letterbox: np.ndarray | None = None,
                      gt_letterbox: np.ndarray | None = None,
-                     thresh: float = 0.35,
-                     face_detector: FaceDetector | None = None) -> ExpressionScores:
+                     thresh: float = PAPER_THRESHOLD,
+                     mask_threshold: float = hiding.MASK_THRESHOLD,
+                     face_detector: FaceDetector | FaceDetectors | None = None
+                     ) -> ExpressionScores:
   """Scores one expression.
 
   Args:
@@ -107,19 +135,24 @@ def score_expression(prob_orig: np.ndarray, gt_mask: np.ndarray, *,
       picture; with the two next arguments it enables the privacy metrics.
     prob_letterbox: [nh, nw] probabilities on that crop.
     gt_letterbox: [nh, nw] ground truth resized to that crop (bool, ints > 0, floats >= 0.5).
-    thresh: IoU threshold (`segment_thresh`).
-    face_detector: callable(uint8 RGB image) -> bool, e.g. `faces.has_face`; None skips
-      the face test (TDIR).
+    thresh: the paper's IoU threshold (`segment_thresh`): IoU counts prob > thresh.
+    mask_threshold: the product's: prob >= mask_threshold is hidden; it gives the
+      *_protected IoU and the prediction of the privacy metrics.
+    face_detector: family -> callable(uint8 RGB image) -> bool, e.g. `faces.DETECTORS`;
+      a bare callable is the "haar" family; None skips the face test (TDIR).
   """
   prob_orig, gt_mask = np.asarray(prob_orig), np.asarray(gt_mask)
   if prob_orig.ndim != 2 or prob_orig.shape != gt_mask.shape:
     raise ValueError(f"prediction shape {prob_orig.shape} and ground-truth shape "
                      f"{gt_mask.shape} must be the same [h, w]")
-  pred, gt = prob_orig > thresh, gt_mask > 0
-  intersection = int(np.count_nonzero(pred & gt))
-  union = int(np.count_nonzero(pred | gt))
-  iou = intersection / union if union else 1.0
-  scores = ExpressionScores(iou=iou, intersection=intersection, union=union)
+  gt = gt_mask > 0
+  overlap = lambda pred: (int(np.count_nonzero(pred & gt)), int(np.count_nonzero(pred | gt)))
+  intersection, union = overlap(prob_orig > thresh)
+  protected_intersection, protected_union = overlap(prob_orig >= mask_threshold)
+  scores = ExpressionScores(
+      iou=intersection / union if union else 1.0, intersection=intersection, union=union,
+      iou_protected=protected_intersection / protected_union if protected_union else 1.0,
+      intersection_protected=protected_intersection, union_protected=protected_union)
   privacy_inputs = (letterboxed_image, prob_letterbox, gt_letterbox)
   if all(x is None for x in privacy_inputs):
     if face_detector is not None:
@@ -130,10 +163,10 @@ def score_expression(prob_orig: np.ndarray, gt_mask: np.ndarray, *,
                      "got only some of them")
   return dataclasses.replace(scores, **_privacy_scores(
       np.asarray(letterboxed_image), np.asarray(prob_letterbox), np.asarray(gt_letterbox),
-      face_detector))
+      faces.by_family(face_detector), mask_threshold))
 
 
-def _privacy_scores(image, prob, gt, face_detector) -> dict:
+def _privacy_scores(image, prob, gt, face_detector, mask_threshold) -> dict:
   """SSIM, PSNR, pixel counts and face flags on the letterbox crop."""
   if (image.ndim != 3 or image.shape[2] != 3 or prob.shape != image.shape[:2]
       or gt.shape != image.shape[:2]):
@@ -141,7 +174,7 @@ def _privacy_scores(image, prob, gt, face_detector) -> dict:
                      f"{prob.shape} and ground truth {gt.shape} both [nh, nw]")
   if not np.issubdtype(image.dtype, np.floating):
     raise ValueError(f"letterboxed image must be floats in [0, 1], got {image.dtype}")
-  pred = prob >= 0.5
+  pred = prob >= mask_threshold
   gt = _as_person(gt)
   image = image.astype(np.float32)
   protected = np.where(pred[..., None], hiding.box_blur10(image), image)
@@ -153,9 +186,8 @@ def _privacy_scores(image, prob, gt, face_detector) -> dict:
       tp=int(np.count_nonzero(pred & gt)), fp=int(np.count_nonzero(pred & ~gt)),
       fn=int(np.count_nonzero(~pred & gt)), tn=int(np.count_nonzero(~pred & ~gt)))
   if face_detector is not None:
-    out["face_original"] = bool(face_detector(_to_uint8(original_person)))
-    if out["face_original"]:
-      out["face_protected"] = bool(face_detector(_to_uint8(protected_person)))
+    out["face_flags"] = faces.face_flags(face_detector, _to_uint8(original_person),
+                                         _to_uint8(protected_person))
   return out
 
 
@@ -229,6 +261,11 @@ def sum_scores(scores: Iterable[ExpressionScores]) -> np.ndarray:
   return total
 
 
+def _tdir(s: dict, family: str) -> float | None:
+  original, still = s[f"face_original_{family}"], s[f"face_still_{family}"]
+  return 1 - still / original if original else None
+
+
 def finalize(sums: np.ndarray) -> dict:
   """The reported metrics from a summed vector (this process's or all processes').
 
@@ -245,8 +282,12 @@ def finalize(sums: np.ndarray) -> dict:
   out = {
       "miou": s["iou"] / n,
       "oiou": s["intersection"] / s["union"] if s["union"] else 1.0,
+      "miou_protected": s["iou_protected"] / n,
+      "oiou_protected": (s["intersection_protected"] / s["union_protected"]
+                         if s["union_protected"] else 1.0),
       **{f"prec@{x}": s[f"iou_above_{x}"] / n for x in PREC_THRESHOLDS},
-      "tdir": 1 - s["face_still"] / s["face_original"] if s["face_original"] else None,
+      "tdir": _tdir(s, "haar"),
+      **{f"tdir_{family}": _tdir(s, family) for family in faces.FAMILIES},
   }
   for name in ("ssim", "psnr", "precision", "recall", "f1", "accuracy"):
     out[name] = s[name] / n_priv if n_priv else None

@@ -58,7 +58,7 @@ def evaluate_split(p_predict, state, config, mesh, source, vocab, *,
   k - 2; only the first `num_examples` rows read their original image (for the summaries).
   """
   num_examples = config.num_image_summaries if num_examples is None else num_examples
-  face_detector = faces.has_face if config.compute_tdir else None
+  face_detector = faces.DETECTORS if config.compute_tdir else None  # TDIR per family.
   batches = pipeline_lib.create_eval_iterator(
       config, source, vocab, process_index=jax.process_index(),
       process_count=jax.process_count(), include_images=num_examples > 0,
@@ -101,6 +101,7 @@ def evaluate_split(p_predict, state, config, mesh, source, vocab, *,
   return metrics.finalize(sums), examples
 
 
-def append_metrics(workdir: str, record: dict) -> None:
-  """Adds one JSON line to WORKDIR/eval_metrics.jsonl (WORKDIR local or a URL)."""
-  paths.append_text(paths.join(workdir, EVAL_METRICS_FILE), json.dumps(record) + "\n")
+def append_metrics(workdir: str, record: dict, file_name: str = EVAL_METRICS_FILE) -> None:
+  """Adds one JSON line to WORKDIR/file_name (eval_metrics.jsonl: training's evaluations;
+  WORKDIR local or a URL)."""
+  paths.append_text(paths.join(workdir, file_name), json.dumps(record) + "\n")

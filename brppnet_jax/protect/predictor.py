@@ -13,7 +13,6 @@ reused for any image size.
 from __future__ import annotations
 
 from collections.abc import Sequence
-import warnings
 
 import jax
 import ml_collections
@@ -22,18 +21,16 @@ import numpy as np
 from brppnet_jax.data import letterbox
 from brppnet_jax.data import vocab as vocab_lib
 from brppnet_jax.protect import photo
+from brppnet_jax.protect import request_text
 from brppnet_jax.runtime import paths
 from brppnet_jax.runtime import sharding as sharding_lib
 from brppnet_jax.train import checkpoints
 from brppnet_jax.train import step_functions
 from brppnet_jax.train import train_state
 
-# Every request starts with these words (spec section 1); they name nobody.
-REQUEST_PREFIX = ("protect", "privacy", "of")
-
-
-class UnknownWordsWarning(UserWarning):
-  """A request holds words the model never saw in training; they are read as `<unk>`."""
+# The request rule lives in request_text (no JAX there), shared with the light predictor.
+REQUEST_PREFIX = request_text.REQUEST_PREFIX
+UnknownWordsWarning = request_text.UnknownWordsWarning
 
 
 class Predictor:
@@ -91,36 +88,19 @@ class Predictor:
     merged.dataset.word_len = self.config.dataset.word_len
     return merged
 
-  def unknown_words(self, text: str) -> list[str]:
-    """Words of the request after the "protect privacy of" prefix that the vocabulary lacks.
+  @property
+  def trained_on(self) -> str:
+    """The dataset the checkpoint was trained on: its TFDS builder config, e.g. "synthetic"."""
+    return str(self.config.dataset.name).rsplit("/", 1)[-1]
 
-    ValueError when no word after the prefix is known: the model would read only `<unk>`
-    and protect an arbitrary region.
-    """
-    words = vocab_lib.split_words(text)
-    if tuple(words[:len(REQUEST_PREFIX)]) == REQUEST_PREFIX:
-      words = words[len(REQUEST_PREFIX):]
-    known = set(self.vocab.words[2:])  # Not <pad> or <unk>.
-    unknown = [w for w in words if w not in known]
-    if len(unknown) == len(words):
-      raise ValueError(f"the request {text!r} has no word the model knows after "
-                       f"{' '.join(REQUEST_PREFIX)!r}" +
-                       (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    return unknown
+  def unknown_words(self, text: str) -> list[str]:
+    """Words after the "protect privacy of" prefix the vocabulary lacks; ValueError when
+    no word after it is known (request_text.unknown_words)."""
+    return request_text.unknown_words(self.vocab, text)
 
   def encode(self, text: str) -> np.ndarray:
-    """Token ids [word_len] of a request.
-
-    ValueError for an empty request or one without a known word after the prefix; an
-    UnknownWordsWarning names the unknown words of any other.
-    """
-    if not isinstance(text, str) or not text.strip():
-      raise ValueError(f"the request text is empty: {text!r}")
-    unknown = self.unknown_words(text)
-    if unknown:
-      warnings.warn(UnknownWordsWarning(
-          f"request {text!r}: unknown words read as <unk>: {', '.join(unknown)}"), stacklevel=3)
-    return self.vocab.encode(text, self.config.dataset.word_len)
+    """Token ids [word_len]; ValueError or UnknownWordsWarning (request_text.encode)."""
+    return request_text.encode(self.vocab, text, self.config.dataset.word_len)
 
   def batch_rows(self, n: int) -> int:
     """Rows of the compiled batch that carries n <= max_batch_size pairs."""

@@ -8,6 +8,7 @@ passed through `os.path`, which would turn `gs://b/x` into a local `gs:/b/x` fol
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -64,11 +65,35 @@ def append_text(path: PathLike, text: str) -> None:
   (small) file is read and written again, which only one writer (process 0) may do."""
   target = absolute(path)
   if not is_url(target):
-    with open(os.fspath(target), "a", encoding="utf-8") as f:
-      f.write(text)
+    local = os.fspath(target)
+    size = os.path.getsize(local) if os.path.exists(local) else 0
+    try:
+      with open(local, "a", encoding="utf-8") as f:
+        f.write(text)
+    except OSError:  # A full disk: all or nothing, no half line for the next append to join.
+      with contextlib.suppress(OSError):
+        os.truncate(local, size)
+      raise
     return
   before = target.read_text(encoding="utf-8") if target.exists() else ""
   target.write_text(before + text, encoding="utf-8")
+
+
+def write_text_atomically(path: PathLike, text: str) -> None:
+  """Replaces a file's content: readers see the old or the new file, never a part. (Object
+  stores replace an object whole anyway.)"""
+  target = absolute(path)
+  if is_url(target):
+    target.write_text(text, encoding="utf-8")
+    return
+  partial = f"{os.fspath(target)}.partial"
+  try:
+    with open(partial, "w", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(partial, os.fspath(target))
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(partial)
 
 
 def open_text(path: PathLike, errors: str = "strict") -> io.TextIOBase:

@@ -48,7 +48,7 @@ def import_original(config, h5_path: str, word_vectors: str, workdir: str,
   # Imported here: absl flags above must be defined before these modules' own.
   from brppnet_jax.data import sources
   from brppnet_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
-  from brppnet_jax.data import word_vectors
+  from brppnet_jax.data import word_vectors as word_vectors_lib  # Not the argument's name.
   from brppnet_jax.models import original_weights  # pylint: disable=g-import-not-at-top
   from brppnet_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
   from brppnet_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
@@ -59,7 +59,7 @@ def import_original(config, h5_path: str, word_vectors: str, workdir: str,
   vocab = (vocab_lib.Vocabulary.load(vocab_path) if vocab_path
            else sources.load_vocab(config))
   config.model.vocab_size = len(vocab)
-  table = word_vectors.load_embeddings(config, vocab)
+  table = word_vectors_lib.load_embeddings(config, vocab)
   model, tx, _, _ = step_functions.make_steps(config, steps_per_epoch=1)
   size, length = config.dataset.input_size, config.dataset.word_len
   shapes = jax.eval_shape(lambda: model.init(
@@ -88,12 +88,23 @@ def import_original(config, h5_path: str, word_vectors: str, workdir: str,
   return 0
 
 
+def missing_input_files() -> list[str]:
+  """One message per input file flag naming a file that does not exist, as the user wrote it."""
+  from brppnet_jax.runtime import paths  # pylint: disable=g-import-not-at-top
+  return [f"--{name}={FLAGS[name].value}: no such file"
+          for name in ("h5", "word_vectors", "vocab")
+          if FLAGS[name].value and not paths.is_file(FLAGS[name].value)]
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  for name in ("h5", "word_vectors", "workdir"):
-    if not FLAGS[name].value:
-      sys.exit(f"error: --{name} is required")
+  missing = [f"--{name}" for name in ("h5", "word_vectors", "workdir") if not FLAGS[name].value]
+  if missing:
+    sys.exit(f"error: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+  problems = missing_input_files()
+  if problems:  # The user's own files first, before the dataset or anything else is read.
+    sys.exit("error: " + "; ".join(problems))
   try:
     step = import_original(_CONFIG.value, FLAGS.h5, FLAGS.word_vectors, FLAGS.workdir,
                            FLAGS.vocab)

@@ -2,20 +2,20 @@
 
 One jitted step over a Mesh of every device (batch on `data`, state replicated); each JAX
 process reads its own part of every global batch. Checkpoints, metrics and TensorBoard
-summaries go under `workdir`.
+summaries go under `workdir`. What a fault does to a run (a kill, a damaged checkpoint, a
+full disk) is listed in the README's reliability section; tests/train/test_faults.py tries each.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
-import signal
 import time
 
 from absl import logging
-from clu import metric_writers
 from clu import periodic_actions
 import jax
 import jax.numpy as jnp
@@ -31,9 +31,12 @@ from brppnet_jax.runtime import paths
 from brppnet_jax.runtime import prefetch
 from brppnet_jax.runtime import sharding
 from brppnet_jax.train import checkpoints as checkpoints_lib
+from brppnet_jax.train import integrity
+from brppnet_jax.train import preemption as preemption_lib
 from brppnet_jax.train import resume
 from brppnet_jax.train import step_functions
 from brppnet_jax.train import train_state
+from brppnet_jax.train import writers
 
 EVAL_METRICS_FILE = scoring.EVAL_METRICS_FILE
 
@@ -95,13 +98,24 @@ def setup(config, workdir: str) -> Run:
   if steps_per_epoch == 0:
     raise ValueError(f"the train split has {len(train_source)} refs, fewer than "
                      f"config.batch_size={config.batch_size}")
-  model, tx, train_fn, predict_fn = step_functions.make_steps(config, steps_per_epoch)
+  model, tx, p_train, p_predict = _jitted_steps(config.to_json_best_effort(), steps_per_epoch,
+                                                mesh)
   state, shardings = create_state(config, model, tx, mesh, train_state.prng_key(config.seed),
                                   word_vectors.load_embeddings(config, vocab))
-  p_train = step_functions.jit_train(train_fn, mesh, shardings)
-  p_predict = step_functions.jit_predict(predict_fn, mesh, shardings)
   return Run(config, vocab, train_source, eval_source, mesh, steps_per_epoch,
              total_steps(config, steps_per_epoch), p_train, p_predict, state, shardings)
+
+
+@functools.lru_cache(maxsize=2)
+def _jitted_steps(config_json: str, steps_per_epoch: int, mesh):
+  """The model, optimiser and jitted steps of a config; another run of the same config in
+  this process (a notebook, the fault tests) reuses their compiled code."""
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  model, tx, train_fn, predict_fn = step_functions.make_steps(config, steps_per_epoch)
+  shardings = jax.tree.map(lambda _: sharding.replicated(mesh), jax.eval_shape(
+      lambda r: train_state.create_train_state(model, config, tx, r), train_state.prng_key(0)))
+  return (model, tx, step_functions.jit_train(train_fn, mesh, shardings),
+          step_functions.jit_predict(predict_fn, mesh, shardings))
 
 
 def check_finite(state, last_good_step: int | None) -> None:
@@ -113,47 +127,17 @@ def check_finite(state, last_good_step: int | None) -> None:
         f"non-finite loss at training step {bad + 1}; stopped before any checkpoint")
 
 
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks between steps (then it saves and stops).
-
-  Only with one process. With several, JAX's preemption service owns SIGTERM: whichever
-  process gets it tells the others, and `reached_preemption_sync_point` (Orbax's
-  `reached_preemption`) turns True at the same step everywhere, so all save that step.
-  A Python handler would take the signal from it and stop one process alone.
-  """
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    def handler(signum, frame):
-      del signum, frame
-      self.requested = True
-    if jax.process_count() > 1:
-      return self
-    try:
-      self._previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # Not the main thread (e.g. a notebook worker): no handler.
-      self._previous = None
-    return self
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
 def _is_due(step: int, every: int, total: int) -> bool:
   return step == total or (every > 0 and step % every == 0)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
-  """Trains (resuming from the latest checkpoint in `workdir`) and evaluates; returns the state."""
+  """Trains (resuming from the newest sound checkpoint in `workdir`) and evaluates; returns the
+  state. checkpoints_lib.WriteError when a checkpoint or eval_metrics.jsonl cannot be written."""
   run = setup(config, workdir)
   workdir = os.fspath(paths.makedirs(workdir))  # Absolute, or the URL as given.
-  writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0, asynchronous=True)
   ckpts = checkpoints_lib.Checkpoints(workdir, keep=run.config.keep_checkpoints)
+  writer = None
   try:
     train_iter = pipeline.create_train_iterator(
         run.config, run.train_source, run.vocab, seed=run.config.seed,
@@ -162,15 +146,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                          run.vocab.words)
     if start:
       logging.info("Resuming from checkpoint step %d in %s", start, workdir)
-    else:
-      state = run.state
-      writer.write_hparams(_flat_hparams(run.config))
-    return _train_loop(run, state, start, train_iter, ckpts, writer, workdir)
-  finally:
-    # Also on errors: pending saves finish and background threads stop before exit.
+    if jax.process_index() == 0:
+      _forget_evaluations_after(workdir, start)
+    writer = writers.create_writer(workdir, run.config, fresh=not start)
+    state = _train_loop(run, state if start else run.state, start, train_iter, ckpts, writer,
+                        workdir)
+  except BaseException:
+    _finish(ckpts, writer, quietly=True)  # The error in flight is the one to report.
+    raise
+  _finish(ckpts, writer, quietly=False)
+  return state
+
+
+def _finish(ckpts, writer, *, quietly: bool) -> None:
+  """Pending saves finish (WriteError if one failed) and background threads stop."""
+  try:
     ckpts.wait()
+  except checkpoints_lib.WriteError:
+    if not quietly:
+      raise
+  finally:
     ckpts.close()
-    writer.close()
+    if writer is not None:
+      writer.close()
+
+
+def _forget_evaluations_after(workdir: str, step: int) -> None:
+  """Drops training evaluations of steps after `step` (the checkpoints they went with are
+  lost: the run evaluates those steps again) and lines a killed run left half written."""
+  path = paths.join(workdir, EVAL_METRICS_FILE)
+  if not path.exists():
+    return
+  lines = paths.read_lines(path)
+  kept = [line for line in lines if _is_kept_evaluation(line, step)]
+  if len(kept) != len(lines):
+    logging.warning("%s: dropped %d line(s) of steps after %d or half written", path,
+                    len(lines) - len(kept), step)
+    paths.write_text_atomically(path, "".join(line + "\n" for line in kept))
+
+
+def _is_kept_evaluation(line: str, step: int) -> bool:
+  try:
+    record = json.loads(line)
+  except json.JSONDecodeError:
+    return False
+  return "split" in record or record.get("step", 0) <= step
 
 
 def _train_loop(run: Run, state, start: int, train_iter, ckpts, writer, workdir: str):
@@ -187,7 +207,7 @@ def _train_loop(run: Run, state, start: int, train_iter, ckpts, writer, workdir:
   last_saved = start or None
   window, window_start = [], time.perf_counter()
   # Closing stops the input workers and frees their shared memory, on errors too.
-  with _Preemption() as preemption, contextlib.closing(batches):
+  with preemption_lib.Preemption() as preemption, contextlib.closing(batches):
     for step in range(start + 1, run.total_steps + 1):
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, metrics = run.p_train(state, next(batches))
@@ -206,7 +226,7 @@ def _train_loop(run: Run, state, start: int, train_iter, ckpts, writer, workdir:
       result = None
       if eval_due:
         with progress.timed("eval"):
-          result = evaluate_and_write(run, state, step, writer, workdir)
+          result = evaluate_and_write(run, state, step, writer, workdir, ckpts)
       if save_due:
         ckpts.save(step, state, metrics=result, force=True, **save_kwargs)
         last_saved = step
@@ -216,13 +236,20 @@ def _train_loop(run: Run, state, start: int, train_iter, ckpts, writer, workdir:
   return state
 
 
-def evaluate_and_write(run: Run, state, step: int, writer, workdir: str) -> dict:
-  """Evaluates on the eval split; appends the metrics to eval_metrics.jsonl and TensorBoard."""
+def evaluate_and_write(run: Run, state, step: int, writer, workdir: str, ckpts=None) -> dict:
+  """Evaluates on the eval split; appends the metrics to eval_metrics.jsonl and TensorBoard.
+
+  checkpoints_lib.WriteError, naming the newest intact step of `ckpts`, when the file cannot
+  be written (the line is then not there at all).
+  """
   result, examples = scoring.evaluate_split(
       run.p_predict, state, run.config, run.mesh, run.eval_source, run.vocab)
   logging.info("Step %d eval: %s", step, json.dumps(result))
   if jax.process_index() == 0:
-    scoring.append_metrics(workdir, {"step": step, **result})
+    try:
+      scoring.append_metrics(workdir, {"step": step, **result})
+    except OSError as e:
+      raise _metrics_write_error(ckpts, step, workdir, e) from e
   scalars = {f"eval/{k}": v for k, v in result.items() if v is not None}
   writer.write_scalars(step, scalars)
   if examples:
@@ -231,26 +258,22 @@ def evaluate_and_write(run: Run, state, step: int, writer, workdir: str) -> dict
   return {k: v for k, v in result.items() if v is not None}
 
 
+def _metrics_write_error(ckpts, step: int, workdir: str, error: OSError):
+  newest = None
+  if ckpts is not None:
+    ckpts.wait()  # A save that failed before (the disk filled up then) is the one to report.
+    newest = ckpts.latest_step()
+  intact = (f"the newest intact checkpoint is step {newest}" if newest else
+            "no checkpoint was written before it")
+  return checkpoints_lib.WriteError(
+      f"could not write {paths.join(workdir, EVAL_METRICS_FILE)} at step {step}: "
+      f"{integrity.plain_reason(error)}; {intact}")
+
+
 def _write_train_scalars(writer, step, window, seconds, batch_size) -> None:
   means = jax.device_get(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *window))
   scalars = {f"train/{k}": float(v) for k, v in means.items()}
   scalars["train/img_per_sec"] = len(window) * batch_size / max(seconds, 1e-9)
   writer.write_scalars(step, scalars)
 
-
-def _flat_hparams(config) -> dict:
-  flat = {}
-
-  def visit(prefix, node):
-    for key, value in node.items():
-      name = f"{prefix}{key}"
-      if isinstance(value, (dict, ml_collections.ConfigDict)):
-        visit(name + ".", value)
-      elif isinstance(value, (int, float, str, bool)):
-        flat[name] = value
-      else:
-        flat[name] = str(value)
-
-  visit("", config.to_dict())
-  return flat
 

@@ -22,64 +22,19 @@ from configs import default
 
 import conftest
 
-NUM_REFS = 10
-SIZES = [(40, 30), (30, 44), (36, 36), (50, 20), (24, 48)]  # (w, h), wide and tall.
 
-
-def _record(i: int) -> dict:
-  w, h = SIZES[i % len(SIZES)]
-  rng = np.random.default_rng(i)
-  rgb = rng.integers(0, 256, (h, w, 3), np.uint8)
-  mask = np.zeros((h, w), np.uint8)
-  mask[h // 4:3 * h // 4, w // 5:w // 2 + i] = 255
-  return {
-      "image": cv2.imencode(".jpg", rgb[..., ::-1])[1].tobytes(),
-      "mask": cv2.imencode(".png", mask)[1].tobytes(),
-      # Ref i has 1 + i % 3 expressions; words name the ref and the expression.
-      "sentences": np.array([f"protect privacy of ref{i} s{j}".encode()
-                             for j in range(1 + i % 3)], dtype=object),
-      "ref_id": np.int64(100 + i),
-      "image_name": f"img{i}.jpg".encode(),
-      "bbox": np.zeros((4,), np.int32),
-  }
-
-
-@pytest.fixture(scope="module")
-def source():
-  return [_record(i) for i in range(NUM_REFS)]
-
-
-@pytest.fixture(scope="module")
-def vocab(source):
-  return vocab_lib.Vocabulary.build(
-      transforms.as_text(s) for r in source for s in r["sentences"])
-
-
-@pytest.fixture
-def config():
-  config = default.get_config()
-  config.dataset.input_size = 32
-  config.dataset.word_len = 8
-  config.model.seg_out_stride = 2
-  config.batch_size = 4
-  config.eval_batch_size = 4
-  config.dataset.num_workers = 0
-  config.dataset.prefetch = 2
-  return config
-
-
-def _ids(batch, vocab) -> list[tuple[int, int]]:
+def _ids(batch, record_vocab) -> list[tuple[int, int]]:
   """(ref, expression) of each row, read back from the tokens."""
   out = []
   for row in batch["tokens"]:
-    words = vocab.decode(row).split()
+    words = record_vocab.decode(row).split()
     out.append((int(words[3][3:]), int(words[4][1:])))
   return out
 
 
-def _train(config, source, vocab, **kwargs):
+def _train(record_config, record_source, record_vocab, **kwargs):
   kwargs.setdefault("seed", 0)
-  return pipeline.create_train_iterator(config, source, vocab, **kwargs)
+  return pipeline.create_train_iterator(record_config, record_source, record_vocab, **kwargs)
 
 
 def _assert_batches_equal(a, b):
@@ -90,14 +45,14 @@ def _assert_batches_equal(a, b):
       np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
-def test_train_rows_are_the_letterboxed_examples(config, source, vocab):
-  batch = next(_train(config, source, vocab))
+def test_train_rows_are_the_letterboxed_examples(record_config, record_source, record_vocab):
+  batch = next(_train(record_config, record_source, record_vocab))
   assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.uint8
   assert batch["geometry"].shape == (4, 4) and batch["geometry"].dtype == np.int32
   assert batch["tokens"].shape == (4, 8) and batch["tokens"].dtype == np.int32
   assert batch["mask"].shape == (4, 16, 16, 1) and batch["mask"].dtype == np.float32
-  for row, (ref, j) in enumerate(_ids(batch, vocab)):
-    record = source[ref]
+  for row, (ref, j) in enumerate(_ids(batch, record_vocab)):
+    record = record_source[ref]
     rgb = transforms.decode_rgb(record["image"], "test")
     mask = transforms.decode_mask(record["mask"], "test")
     image, geometry = letterbox.letterbox_uint8(rgb, 32)
@@ -108,121 +63,127 @@ def test_train_rows_are_the_letterboxed_examples(config, source, vocab):
         letterbox.letterbox_image(rgb, 32))
     np.testing.assert_array_equal(batch["mask"][row, ..., 0], letterbox.letterbox_mask(mask, 32, 2))
     np.testing.assert_array_equal(batch["tokens"][row],
-                                  vocab.encode(f"protect privacy of ref{ref} s{j}", 8))
+                                  record_vocab.encode(f"protect privacy of ref{ref} s{j}", 8))
 
 
-def test_each_epoch_visits_distinct_refs_in_a_new_order(config, source, vocab):
-  batches = list(_train(config, source, vocab, num_epochs=3))
-  assert len(batches) == 3 * (NUM_REFS // 4)  # 2 steps per epoch, 2 refs sit out.
-  epochs = [[ref for b in batches[e:e + 2] for ref, _ in _ids(b, vocab)] for e in (0, 2, 4)]
+def test_each_epoch_visits_distinct_refs_in_a_new_order(record_config, record_source, record_vocab):
+  batches = list(_train(record_config, record_source, record_vocab, num_epochs=3))
+  assert len(batches) == 3 * (conftest.NUM_RECORDS // 4)  # 2 steps per epoch, 2 refs sit out.
+  epochs = [[ref for b in batches[e:e + 2] for ref, _ in _ids(b, record_vocab)] for e in (0, 2, 4)]
   for refs in epochs:
     assert len(set(refs)) == 8
   assert epochs[0] != epochs[1] != epochs[2]
 
 
-def test_each_visit_draws_one_of_the_ref_expressions(config, source, vocab):
-  drawn = {ref: set() for ref in range(NUM_REFS)}
-  for batch in _train(config, source, vocab, num_epochs=15):
-    for ref, j in _ids(batch, vocab):
+def test_each_visit_draws_one_of_the_ref_expressions(record_config, record_source, record_vocab):
+  drawn = {ref: set() for ref in range(conftest.NUM_RECORDS)}
+  for batch in _train(record_config, record_source, record_vocab, num_epochs=15):
+    for ref, j in _ids(batch, record_vocab):
       drawn[ref].add(j)
   # Ref i has 1 + i % 3 expressions; over 15 epochs every one is drawn.
-  assert drawn == {ref: set(range(1 + ref % 3)) for ref in range(NUM_REFS)}
+  assert drawn == {ref: set(range(1 + ref % 3)) for ref in range(conftest.NUM_RECORDS)}
 
 
-def test_same_seed_same_batches_other_seed_other_order(config, source, vocab):
-  first = list(_train(config, source, vocab, num_epochs=2))
-  _assert_batches_equal(first, list(_train(config, source, vocab, num_epochs=2)))
-  other = list(_train(config, source, vocab, num_epochs=2, seed=1))
-  assert [_ids(b, vocab) for b in first] != [_ids(b, vocab) for b in other]
+def test_same_seed_same_batches_other_seed_other_order(record_config, record_source, record_vocab):
+  first = list(_train(record_config, record_source, record_vocab, num_epochs=2))
+  _assert_batches_equal(first, list(_train(record_config, record_source, record_vocab,
+                                           num_epochs=2)))
+  other = list(_train(record_config, record_source, record_vocab, num_epochs=2, seed=1))
+  assert [_ids(b, record_vocab) for b in first] != [_ids(b, record_vocab) for b in other]
 
 
-def test_processes_split_every_global_batch(config, source, vocab):
-  whole = list(_train(config, source, vocab, num_epochs=2))
-  parts = [list(_train(config, source, vocab, num_epochs=2, process_index=p, process_count=2))
+def test_processes_split_every_global_batch(record_config, record_source, record_vocab):
+  whole = list(_train(record_config, record_source, record_vocab, num_epochs=2))
+  parts = [list(_train(record_config, record_source, record_vocab, num_epochs=2, process_index=p,
+                       process_count=2))
            for p in range(2)]
   assert len(parts[0]) == len(parts[1]) == len(whole)
   for step, batch in enumerate(whole):
     halves = [parts[p][step] for p in range(2)]
-    assert set(_ids(halves[0], vocab)).isdisjoint(_ids(halves[1], vocab))
+    assert set(_ids(halves[0], record_vocab)).isdisjoint(_ids(halves[1], record_vocab))
     for key in batch:
       np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), batch[key])
 
 
-def test_batch_size_must_divide_among_processes(config, source, vocab):
+def test_batch_size_must_divide_among_processes(record_config, record_source, record_vocab):
   with pytest.raises(ValueError, match=r"config.batch_size=4 must be a positive multiple of "
                                        r"the process count 3"):
-    _train(config, source, vocab, process_index=0, process_count=3)
+    _train(record_config, record_source, record_vocab, process_index=0, process_count=3)
 
 
-def test_source_smaller_than_a_batch_is_an_error(config, source, vocab):
-  config.batch_size = 12
+def test_source_smaller_than_a_batch_is_an_error(record_config, record_source, record_vocab):
+  record_config.batch_size = 12
   with pytest.raises(ValueError, match="10 refs, fewer than config.batch_size=12"):
-    _train(config, source, vocab)
+    _train(record_config, record_source, record_vocab)
 
 
 @pytest.mark.parametrize("num_epochs", [None, 4])
-def test_restored_state_resumes_with_the_next_batch(config, source, vocab, num_epochs):
-  it = _train(config, source, vocab, num_epochs=num_epochs)
+def test_restored_state_resumes_with_the_next_batch(record_config, record_source, record_vocab,
+                                                    num_epochs):
+  it = _train(record_config, record_source, record_vocab, num_epochs=num_epochs)
   for _ in range(3):  # Across the first epoch boundary.
     next(it)
   state = it.get_state()
   expected = [next(it) for _ in range(3)]
-  fresh = _train(config, source, vocab, num_epochs=num_epochs)
+  fresh = _train(record_config, record_source, record_vocab, num_epochs=num_epochs)
   fresh.set_state(state)
   _assert_batches_equal([next(fresh) for _ in range(3)], expected)
 
 
-def test_orbax_async_checkpoint_resumes_with_the_next_batch(tmp_path, config, source, vocab):
+def test_orbax_async_checkpoint_resumes_with_the_next_batch(tmp_path, record_config, record_source,
+                                                            record_vocab):
   ocp = pytest.importorskip("orbax.checkpoint")
   options = ocp.CheckpointManagerOptions(enable_async_checkpointing=True)
   with ocp.CheckpointManager(tmp_path / "ckpt", options=options) as manager:
-    it = _train(config, source, vocab)
+    it = _train(record_config, record_source, record_vocab)
     for _ in range(3):
       next(it)
     manager.save(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
     expected = [next(it) for _ in range(3)]  # While the save may still run.
     manager.wait_until_finished()
-    fresh = _train(config, source, vocab)
+    fresh = _train(record_config, record_source, record_vocab)
     manager.restore(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(fresh)))
   _assert_batches_equal([next(fresh) for _ in range(3)], expected)
 
 
-def test_worker_processes_give_the_same_batches_and_resume(config, source, vocab):
-  expected = list(itertools.islice(_train(config, source, vocab), 5))
-  config.dataset.num_workers = 2
-  it = _train(config, source, vocab)
+def test_worker_processes_give_the_same_batches_and_resume(record_config, record_source,
+                                                           record_vocab):
+  expected = list(itertools.islice(_train(record_config, record_source, record_vocab), 5))
+  record_config.dataset.num_workers = 2
+  it = _train(record_config, record_source, record_vocab)
   got = [next(it) for _ in range(2)]
   state = it.get_state()
   it.close()
-  fresh = _train(config, source, vocab)
+  fresh = _train(record_config, record_source, record_vocab)
   fresh.set_state(state)
   got += [next(fresh) for _ in range(3)]
   fresh.close()
   _assert_batches_equal(got, expected)
 
 
-def test_mismatched_mask_error_names_the_ref(config, source, vocab):
-  bad = [dict(r) for r in source]
+def test_mismatched_mask_error_names_the_ref(record_config, record_source, record_vocab):
+  bad = [dict(r) for r in record_source]
   for r in bad:
     r["mask"] = cv2.imencode(".png", np.zeros((10, 12), np.uint8))[1].tobytes()
   with pytest.raises(ValueError, match=r"ref_id 1\d\d: mask is 12x10 but the image is \d+x\d+"):
-    next(_train(config, bad, vocab))
+    next(_train(record_config, bad, record_vocab))
 
 
-def test_undecodable_image_error_names_the_ref(config, source, vocab):
-  bad = [dict(r, image=b"not a jpeg") for r in source]
+def test_undecodable_image_error_names_the_ref(record_config, record_source, record_vocab):
+  bad = [dict(r, image=b"not a jpeg") for r in record_source]
   with pytest.raises(ValueError, match=r"ref_id 1\d\d: cannot decode the image \(10 bytes\)"):
-    next(_train(config, bad, vocab))
+    next(_train(record_config, bad, record_vocab))
 
 
-def _all_expressions(source):
-  return [(i, j) for i in range(NUM_REFS) for j in range(1 + i % 3)]
+def _all_expressions(record_source):
+  return [(i, j) for i in range(conftest.NUM_RECORDS) for j in range(1 + i % 3)]
 
 
-def test_eval_runs_every_expression_once_with_its_fields(config, source, vocab):
-  batches = list(pipeline.create_eval_iterator(config, source, vocab))
-  expressions = _all_expressions(source)
-  assert sources.count_expressions(source) == len(expressions) == 19
+def test_eval_runs_every_expression_once_with_its_fields(record_config, record_source,
+                                                         record_vocab):
+  batches = list(pipeline.create_eval_iterator(record_config, record_source, record_vocab))
+  expressions = _all_expressions(record_source)
+  assert sources.count_expressions(record_source) == len(expressions) == 19
   assert len(batches) == 5
   seen = []
   for batch in batches:
@@ -231,7 +192,7 @@ def test_eval_runs_every_expression_once_with_its_fields(config, source, vocab):
     for row in np.flatnonzero(batch["valid"]):
       ref, j = int(batch["ref_id"][row]) - 100, int(batch["sentence_index"][row])
       seen.append((ref, j))
-      record = source[ref]
+      record = record_source[ref]
       rgb = np.asarray(Image.open(io.BytesIO(record["image"])).convert("RGB"))
       np.testing.assert_array_equal(batch["orig_images"][row], rgb)  # Decoded as PIL does.
       mask = cv2.imdecode(np.frombuffer(record["mask"], np.uint8), cv2.IMREAD_GRAYSCALE)
@@ -246,13 +207,13 @@ def test_eval_runs_every_expression_once_with_its_fields(config, source, vocab):
           letterbox.letterbox_image(rgb, 32))
       np.testing.assert_array_equal(batch["mask"][row, ..., 0],
                                     letterbox.letterbox_mask(mask, 32, 2))
-      assert _ids({"tokens": batch["tokens"][row:row + 1]}, vocab) == [(ref, j)]
+      assert _ids({"tokens": batch["tokens"][row:row + 1]}, record_vocab) == [(ref, j)]
   assert seen == expressions
 
 
-def test_eval_pads_the_last_batch(config, source, vocab):
-  config.eval_batch_size = 8
-  last = list(pipeline.create_eval_iterator(config, source, vocab))[-1]
+def test_eval_pads_the_last_batch(record_config, record_source, record_vocab):
+  record_config.eval_batch_size = 8
+  last = list(pipeline.create_eval_iterator(record_config, record_source, record_vocab))[-1]
   # 19 expressions: batches of 8, 8 and 3 + 5 padding rows.
   assert last["valid"].tolist() == [True] * 3 + [False] * 5
   assert last["ref_id"][3:].tolist() == [-1] * 5
@@ -264,8 +225,10 @@ def test_eval_pads_the_last_batch(config, source, vocab):
       letterbox.canvas_to_float(last["image"][3], last["geometry"][3]), 0.5)
 
 
-def test_eval_carries_originals_only_for_the_first_max_images_rows(config, source, vocab):
-  batches = list(pipeline.create_eval_iterator(config, source, vocab, max_images=3))
+def test_eval_carries_originals_only_for_the_first_max_images_rows(record_config, record_source,
+                                                                   record_vocab):
+  batches = list(pipeline.create_eval_iterator(record_config, record_source, record_vocab,
+                                               max_images=3))
   carried = [image is not None for b in batches for image in b["orig_images"]]
   assert carried == [True] * 3 + [False] * (len(carried) - 3)
 
@@ -283,13 +246,14 @@ def test_num_workers_default_is_one_per_available_cpu_but_one(monkeypatch):
 
 
 @pytest.mark.parametrize("process_count, eval_batch_size", [(2, 4), (3, 6)])
-def test_eval_processes_share_expressions_and_batch_count(config, source, vocab, process_count,
+def test_eval_processes_share_expressions_and_batch_count(record_config, record_source,
+                                                          record_vocab, process_count,
                                                           eval_batch_size):
-  config.eval_batch_size = eval_batch_size
+  record_config.eval_batch_size = eval_batch_size
   parts = []
   for p in range(process_count):
     batches = list(pipeline.create_eval_iterator(
-        config, source, vocab, process_index=p, process_count=process_count,
+        record_config, record_source, record_vocab, process_index=p, process_count=process_count,
         include_images=False))
     parts.append([(int(b["ref_id"][r]) - 100, int(b["sentence_index"][r]))
                   for b in batches for r in np.flatnonzero(b["valid"])])
@@ -298,53 +262,54 @@ def test_eval_processes_share_expressions_and_batch_count(config, source, vocab,
     if p == 0:
       num_batches = len(batches)
     assert len(batches) == num_batches
-  assert sorted(itertools.chain(*parts)) == _all_expressions(source)
+  assert sorted(itertools.chain(*parts)) == _all_expressions(record_source)
 
 
-def test_eval_max_examples_keeps_the_first_expressions(config, source, vocab):
-  config.eval_max_examples = 7
-  batches = list(pipeline.create_eval_iterator(config, source, vocab))
+def test_eval_max_examples_keeps_the_first_expressions(record_config, record_source, record_vocab):
+  record_config.eval_max_examples = 7
+  batches = list(pipeline.create_eval_iterator(record_config, record_source, record_vocab))
   seen = [(int(b["ref_id"][r]) - 100, int(b["sentence_index"][r]))
           for b in batches for r in np.flatnonzero(b["valid"])]
-  assert seen == _all_expressions(source)[:7]
+  assert seen == _all_expressions(record_source)[:7]
   assert len(batches) == 2
 
 
-def test_load_vocab_from_directory_or_file(tmp_path, vocab):
-  vocab.save(tmp_path / "vocab.txt")
-  assert sources.load_vocab(tmp_path) == vocab
-  assert sources.load_vocab(str(tmp_path / "vocab.txt")) == vocab
+def test_load_vocab_from_directory_or_file(tmp_path, record_vocab):
+  record_vocab.save(tmp_path / "vocab.txt")
+  assert sources.load_vocab(tmp_path) == record_vocab
+  assert sources.load_vocab(str(tmp_path / "vocab.txt")) == record_vocab
   with pytest.raises(FileNotFoundError, match=f"no vocabulary file {tmp_path / 'x' / 'vocab.txt'}"):
     (tmp_path / "x").mkdir()
     sources.load_vocab(tmp_path / "x")
 
 
-def test_load_embeddings_learned(tmp_path, config, vocab):
-  config.model.fixed_word_vectors = False
-  assert word_vectors.load_embeddings(config, vocab) is None
-  config.model.embed_dim = 2
+def test_load_embeddings_learned(tmp_path, record_config, record_vocab):
+  record_config.model.fixed_word_vectors = False
+  assert word_vectors.load_embeddings(record_config, record_vocab) is None
+  record_config.model.embed_dim = 2
   path = tmp_path / "glove.txt"
   path.write_text("privacy 0.5 -1.0\nzebra 3 4\nprivacy 9 9\n")
-  config.dataset.word_vectors = str(path)
-  table = word_vectors.load_embeddings(config, vocab)
-  assert table.shape == (len(vocab), 2)
-  np.testing.assert_array_equal(table[vocab.encode("privacy", 1)[0]], [0.5, -1.0])
+  record_config.dataset.word_vectors = str(path)
+  table = word_vectors.load_embeddings(record_config, record_vocab)
+  assert table.shape == (len(record_vocab), 2)
+  np.testing.assert_array_equal(table[record_vocab.encode("privacy", 1)[0]], [0.5, -1.0])
   assert np.all(table[vocab_lib.UNK_ID] != 0) and np.all(table[vocab_lib.PAD_ID] == 0)
-  config.dataset.word_vectors = str(tmp_path / "missing.txt")
+  record_config.dataset.word_vectors = str(tmp_path / "missing.txt")
   with pytest.raises(FileNotFoundError, match="config.dataset.word_vectors: no file .*missing"):
-    word_vectors.load_embeddings(config, vocab)
+    word_vectors.load_embeddings(record_config, record_vocab)
 
 
-def test_load_embeddings_fixed_are_zero_for_words_the_file_lacks(tmp_path, config, vocab):
-  assert config.model.fixed_word_vectors  # The original's mode is the default.
+def test_load_embeddings_fixed_are_zero_for_words_the_file_lacks(tmp_path, record_config,
+                                                                 record_vocab):
+  assert record_config.model.fixed_word_vectors  # The original's mode is the default.
   with pytest.raises(ValueError, match="fixed_word_vectors=True needs config.dataset.word_vectors"):
-    word_vectors.load_embeddings(config, vocab)
-  config.model.embed_dim = 2
+    word_vectors.load_embeddings(record_config, record_vocab)
+  record_config.model.embed_dim = 2
   path = tmp_path / "glove.txt"
   path.write_text("privacy 0.5 -1.0\nzebra 3 4\n")
-  config.dataset.word_vectors = str(path)
-  table = word_vectors.load_embeddings(config, vocab)
-  privacy = vocab.encode("privacy", 1)[0]
+  record_config.dataset.word_vectors = str(path)
+  table = word_vectors.load_embeddings(record_config, record_vocab)
+  privacy = record_vocab.encode("privacy", 1)[0]
   np.testing.assert_array_equal(table[privacy], [0.5, -1.0])
   others = np.delete(table, privacy, axis=0)
   assert not np.any(others)
@@ -380,15 +345,16 @@ def test_benchmark_records_are_valid_640x480_examples():
 _WORKER_PARENT = """
 import multiprocessing, sys
 sys.path.insert(0, "tests")
-import test_input_pipeline as t
+import conftest
+from brppnet_jax.data import pipeline, transforms, vocab as vocab_lib
 from configs import default
 config = default.get_config()
 config.dataset.input_size, config.dataset.word_len, config.batch_size = 32, 8, 4
 config.dataset.num_workers = 1
-source = [t._record(i) for i in range(t.NUM_REFS)]
-vocab = t.vocab_lib.Vocabulary.build(
-    t.transforms.as_text(s) for r in source for s in r["sentences"])
-it = t.input_pipeline.create_train_iterator(config, source, vocab, seed=0)
+source = [conftest.encoded_record(i) for i in range(conftest.NUM_RECORDS)]
+vocab = vocab_lib.Vocabulary.build(
+    transforms.as_text(s) for r in source for s in r["sentences"])
+it = pipeline.create_train_iterator(config, source, vocab, seed=0)
 next(it)
 print(*[p.pid for p in multiprocessing.active_children()], flush=True)
 sys.stdin.read()  # Until killed.

@@ -12,8 +12,10 @@ from brppnet_jax.evaluation import faces
 from brppnet_jax.evaluation import metrics
 from brppnet_jax.protect import hiding
 
-KEYS = {"miou", "oiou", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9", "tdir",
-        "ssim", "psnr", "precision", "recall", "f1", "accuracy", "num_expressions"}
+KEYS = {"miou", "oiou", "miou_protected", "oiou_protected",
+        "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9", "tdir",
+        "tdir_haar", "tdir_dnn", "tdir_hog", "ssim", "psnr", "precision", "recall", "f1",
+        "accuracy", "num_expressions"}
 
 
 def row_masks(pred_pixels, gt_pixels, width=10):
@@ -39,6 +41,20 @@ def test_iou_of_known_masks():
   assert (s.intersection, s.union) == (2, 5)
   assert s.iou == pytest.approx(0.4)
   assert s.ssim is None and s.face_original is None
+
+
+def test_the_protected_iou_scores_the_mask_the_product_hides():
+  prob = np.array([[0.9, 0.6, 0.4, 0.2]], np.float32)
+  gt = np.array([[255, 255, 255, 0]], np.uint8)
+  s = metrics.score_expression(prob, gt, thresh=0.35, mask_threshold=0.5)
+  assert (s.intersection, s.union, s.iou) == (3, 3, 1.0)  # The paper's: prob > 0.35.
+  assert (s.intersection_protected, s.union_protected) == (2, 3)  # Hidden: prob >= 0.5.
+  result = finalize_all([s, metrics.score_expression(prob, np.zeros_like(gt))])
+  assert result["miou"] == pytest.approx((1.0 + 0.0) / 2)
+  assert result["miou_protected"] == pytest.approx((2 / 3 + 0.0) / 2)
+  assert result["oiou_protected"] == pytest.approx(2 / 5)
+  assert metrics.score_expression(prob, gt).iou_protected == pytest.approx(
+      np.count_nonzero(prob[0, :3] >= hiding.MASK_THRESHOLD) / 3)
 
 
 def test_empty_prediction_of_empty_mask_has_iou_one():
@@ -185,7 +201,7 @@ def test_sums_of_two_halves_add_up():
   np.testing.assert_allclose(halves, total, rtol=1e-12)
   whole, split = metrics.finalize(total), metrics.finalize(halves)
   assert whole["num_expressions"] == 6
-  for key in KEYS - {"tdir"}:
+  for key in KEYS - {"tdir", "tdir_haar", "tdir_dnn", "tdir_hog"}:
     assert split[key] == pytest.approx(whole[key], rel=1e-12)
   assert whole["miou"] == pytest.approx(np.mean([s.iou for s in scores]))
 

@@ -4,40 +4,14 @@ import cv2
 import jax
 import numpy as np
 import pytest
-from test_input_pipeline import _record  # pylint: disable=g-bad-import-order
 
 from brppnet_jax.data import letterbox
 from brppnet_jax.data import pipeline
-from brppnet_jax.data import transforms
-from brppnet_jax.data import vocab as vocab_lib
 from brppnet_jax.evaluation import faces
 from brppnet_jax.evaluation import metrics
 from brppnet_jax.evaluation import scoring
 from brppnet_jax.runtime import sharding
 from brppnet_jax.train import step_functions
-from configs import default
-
-NUM_REFS = 10  # 19 expressions.
-
-
-@pytest.fixture(scope="module")
-def source():
-  return [_record(i) for i in range(NUM_REFS)]
-
-
-@pytest.fixture(scope="module")
-def vocab(source):
-  return vocab_lib.Vocabulary.build(
-      transforms.as_text(s) for r in source for s in r["sentences"])
-
-
-@pytest.fixture
-def config():
-  config = default.get_config()
-  config.dataset.input_size, config.dataset.word_len = 32, 8
-  config.model.seg_out_stride = 2
-  config.eval_batch_size, config.dataset.num_workers = 4, 0
-  return config
 
 
 def _device_part(batch):
@@ -53,11 +27,12 @@ def _fake_predict(state, batch):
   return (image + shift) % 1.0
 
 
-def test_score_row_equals_mapping_back_twice_from_the_float_input(config, source, vocab):
-  batch = next(pipeline.create_eval_iterator(config, source, vocab))
+def test_score_row_equals_mapping_back_twice_from_the_float_input(record_config, record_source,
+                                                                  record_vocab):
+  batch = next(pipeline.create_eval_iterator(record_config, record_source, record_vocab))
   probs = np.asarray(_fake_predict(None, _device_part(batch)))
   for i in range(4):
-    sums, prob_orig = scoring.score_row(batch, i, probs[i], config, faces.has_face)
+    sums, prob_orig = scoring.score_row(batch, i, probs[i], record_config, faces.has_face)
     geometry, (h, w) = batch["geometry"][i], batch["orig_size"][i]
     nw, nh, dx, dy = geometry
     expected_orig = letterbox.unletterbox(probs[i], geometry, (h, w), 32)
@@ -74,16 +49,18 @@ def test_score_row_equals_mapping_back_twice_from_the_float_input(config, source
 
 
 @pytest.mark.parametrize("num_devices", [1, 4])
-def test_pipelined_evaluation_scores_every_expression_as_one_at_a_time(config, source, vocab,
+def test_pipelined_evaluation_scores_every_expression_as_one_at_a_time(record_config,
+                                                                       record_source, record_vocab,
                                                                        num_devices):
   mesh = sharding.make_mesh(jax.devices()[:num_devices])
-  result, examples = scoring.evaluate_split(_fake_predict, None, config, mesh, source, vocab,
+  result, examples = scoring.evaluate_split(_fake_predict, None, record_config, mesh,
+                                            record_source, record_vocab,
                                              num_examples=3)
   sums, sentences = np.zeros(len(metrics.SUM_SLOTS)), []
-  for batch in pipeline.create_eval_iterator(config, source, vocab):
+  for batch in pipeline.create_eval_iterator(record_config, record_source, record_vocab):
     probs = np.asarray(_fake_predict(None, _device_part(batch)))
     for i in np.flatnonzero(batch["valid"]):
-      sums += scoring.score_row(batch, i, probs[i], config, faces.has_face)[0]
+      sums += scoring.score_row(batch, i, probs[i], record_config, faces.has_face)[0]
       sentences.append(batch["sentence"][i])
   assert result == metrics.finalize(sums) and result["num_expressions"] == 19
   assert [e.sentence for e in examples] == sentences[:3]

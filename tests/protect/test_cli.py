@@ -9,6 +9,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from brppnet_jax.protect import hiding
+
 from conftest import run_module
 import espeak_voice
 
@@ -49,7 +51,8 @@ def check_protected(image, out, mask_path=None):
   assert saved.shape == original.shape[:2] and set(np.unique(saved)) <= {0, 255}
   mask = saved == 255
   assert mask.any(), "the model protected nothing"
-  np.testing.assert_array_equal(protected[~mask], original[~mask])
+  region = hiding.dilate_mask(mask, hiding.DEFAULT_MARGIN)  # The CLI's default margin.
+  np.testing.assert_array_equal(protected[~region], original[~region])
   assert (protected[mask] != original[mask]).any()
   return mask
 
@@ -85,12 +88,15 @@ def test_spoken_request_is_transcribed_and_protected(trained_workdir, request_im
 
 def test_unknown_words_are_named_and_the_request_still_protected(trained_workdir, request_image,
                                                                 tmp_path):
+  """Typed without the "protect privacy of" prefix, as a person would: read with it."""
   image, sentence = request_image
-  out, text = tmp_path / "protected.png", f"{sentence} zorbly"
+  bare = sentence[len("protect privacy of "):]
+  out, text = tmp_path / "protected.png", f"{bare} zorbly"
   proc = protect(trained_workdir, image, f"--text={text}", f"--out={out}")
   assert proc.stderr.strip().splitlines() == [
       f"warning: request {text!r}: unknown words read as <unk>: zorbly"]
-  assert f"for {text!r}: wrote {out}" in proc.stdout
+  assert (f"for {text!r} (read as {'protect privacy of ' + text!r}): wrote {out}"
+          in proc.stdout)
   check_protected(image, out)
 
 
@@ -103,8 +109,8 @@ def test_a_request_without_a_known_word_fails_and_writes_nothing(trained_workdir
                     f"--save_mask={mask}", env=ONE_DEVICE, check=False)
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines() == [
-      "error: the request 'protect privacy of zorbly glimp' has no word the model knows after "
-      "'protect privacy of' (unknown: zorbly, glimp)"]
+      "error: the request 'protect privacy of zorbly glimp' has no word the model knows "
+      "(unknown: zorbly, glimp)"]
   assert not out.exists() and not mask.exists()
 
 

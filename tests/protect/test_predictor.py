@@ -140,13 +140,23 @@ def test_unknown_words_are_named_in_a_warning(predictor, scenes):
   assert predictor.unknown_words(sentence) == []
 
 
-@pytest.mark.parametrize("text, detail", [
-    ("protect privacy of zorbly glimp", " (unknown: zorbly, glimp)"),
-    ("protect privacy of", ""),
-    ("zorbly", " (unknown: zorbly)"),
+@pytest.mark.parametrize("text, message", [
+    ("protect privacy of zorbly glimp", "has no word the model knows (unknown: zorbly, glimp)"),
+    ("protect privacy of", "names nobody: nothing follows 'protect privacy of'"),
+    ("zorbly", "has no word the model knows (unknown: zorbly)"),
 ])
-def test_a_request_without_a_known_word_is_an_error(predictor, text, detail):
+def test_a_request_without_a_known_word_is_an_error(predictor, text, message):
   with pytest.raises(ValueError) as error:
     predictor.predict_masks([np.zeros((32, 32, 3), np.uint8)], [text])
-  assert str(error.value) == (f"the request {text!r} has no word the model knows after "
-                              f"'protect privacy of'{detail}")
+  assert str(error.value) == f"the request {text!r} {message}"
+
+
+def test_a_request_without_the_prefix_is_read_with_it(predictor, scenes):
+  """The training text always starts with "protect privacy of" (spec section 1)."""
+  path, refs = next(iter(scenes.items()))
+  sentence = refs[0][0][0]
+  bare = sentence[len("protect privacy of "):]
+  assert predictor.unknown_words(bare) == []
+  np.testing.assert_array_equal(predictor.encode(bare), predictor.encode(sentence))
+  np.testing.assert_array_equal(predictor.predict_mask(path, bare),
+                                predictor.predict_mask(path, sentence))

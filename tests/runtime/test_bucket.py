@@ -41,7 +41,7 @@ def test_training_and_evaluation_read_and_write_only_the_bucket(synthetic_datase
                  "vocab/metadata", "data/process_0-of-1.json", "commit_success.txt"):
       assert f"/bucket/run/checkpoints/{step}/{item}" in keys, (step, item)
   assert any(k.startswith("/bucket/run/compilation_cache/jit_train_step-") for k in keys)
-  records = [json.loads(line) for line in result["eval_metrics"]]
+  records = [json.loads(line) for line in result["eval_metrics"] + result["eval_mode"]]
   assert [(r["step"], r.get("split")) for r in records] == [(4, None), (4, "test")]
   assert records[0]["num_expressions"] == records[1]["num_expressions"] == 16
   assert records[0]["miou"] == records[1]["miou"]  # Restored from the bucket exactly.

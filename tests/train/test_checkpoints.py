@@ -98,26 +98,33 @@ def save_big(ckpts, step, config):
 def test_a_flipped_byte_is_caught_and_the_restart_falls_back_to_the_older_checkpoint(
     tmp_path, caplog):
   config = synthetic_config.get_config()
+  words = ["<pad>", "<unk>", "man"]
   ckpts = checkpoints_lib.Checkpoints(str(tmp_path))
   save_big(ckpts, 10, config)
   save_big(ckpts, 20, config)
   flip_byte_in_state_data(tmp_path, 20)
   # TensorStore reads the damaged file without complaint; the checksum does not match.
   with pytest.raises(checkpoints_lib.CorruptCheckpointError,
-                     match=r"^checkpoint step 20 in .*/checkpoints is damaged: 1 state array"
-                           r"\(s\) differ from their saved checksum, first \['w'\]$"):
+                     match=r"^checkpoint step 20 in .*/checkpoints is damaged: 20/state: 1 "
+                           r"array\(s\) differ from their saved SHA-256, first \['w'\]$"):
     ckpts.restore_state(20, big_state(0))
   with caplog.at_level(logging.WARNING):
-    step, state = resume.restore_latest(ckpts, big_state(0), None, config, ["<pad>", "<unk>", "man"])
+    step, state = resume.restore_latest(ckpts, big_state(0), None, config, words)
   assert step == 10
   np.testing.assert_array_equal(state["w"], np.arange(4096, dtype=np.float32) * 10)
-  assert any("Skipping checkpoint step 20" in r.getMessage() and "damaged" in r.getMessage()
-             for r in caplog.records)
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert warnings == [
+      "Checkpoint step 20 is damaged: 20/state: 1 array(s) differ from their saved SHA-256, "
+      f"first ['w']. Moved aside to {tmp_path}/checkpoints/20.damaged; trying the next older "
+      "one."]
+  # Moved aside, not deleted; neither retention nor resume counts it as a step.
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "20.damaged"]
+  assert ckpts.all_steps() == [10]
   flip_byte_in_state_data(tmp_path, 10)
-  with pytest.raises(checkpoints_lib.CorruptCheckpointError,
-                     match=r"^no checkpoint in .*/checkpoints can be read \(2 tried\); the "
-                           r"newest: step 20: checkpoint step 20 .* is damaged"):
-    resume.restore_latest(ckpts, big_state(0), None, config, ["<pad>", "<unk>", "man"])
+  # Nothing readable left: the run starts again from step 0, the damaged ones kept aside.
+  assert resume.restore_latest(ckpts, big_state(0), None, config, words) == (0, None)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+      "10.damaged", "20.damaged"]
   ckpts.close()
 
 
@@ -127,9 +134,8 @@ def test_unreadable_metadata_is_one_line(tmp_path):
   (tmp_path / "checkpoints" / "5" / "state" / "_METADATA").write_bytes(b"\x9e\x00garbage")
   with pytest.raises(checkpoints_lib.CorruptCheckpointError) as raised:
     ckpts.restore_state(5, big_state(0))
-  message = str(raised.value)
-  assert message.startswith("checkpoint step 5 in ") and "cannot be read: " in message
-  assert "\n" not in message
+  assert str(raised.value) == (f"checkpoint step 5 in {tmp_path}/checkpoints is damaged: "
+                               "5/state/_METADATA: not UTF-8 text (byte 0)")
   ckpts.close()
 
 
@@ -175,8 +181,8 @@ def test_eval_mode_and_predictor_report_a_damaged_checkpoint_in_one_line(
   best = ckpts.best_step()
   ckpts.close()
   flip_byte_in_state_data(workdir, best)
-  expected = (f"checkpoint step {best} in {workdir}/checkpoints is damaged: 1 state array(s) "
-              "differ from their saved checksum, first ")
+  expected = (f"checkpoint step {best} in {workdir}/checkpoints is damaged: {best}/state: 1 "
+              "array(s) differ from their saved SHA-256, first ")
   with pytest.raises(checkpoints_lib.CorruptCheckpointError) as raised:
     predictor.Predictor.from_workdir(str(workdir))
   assert str(raised.value).startswith(expected) and "\n" not in str(raised.value)

@@ -10,6 +10,7 @@ from PIL import Image
 import pytest
 
 from brppnet_jax.data import vocab as vocab_lib
+from brppnet_jax.evaluation import checkpoint
 from brppnet_jax.models import original_weights
 from brppnet_jax.models import parity
 from brppnet_jax.protect.predictor import Predictor
@@ -71,7 +72,7 @@ def test_evaluate_and_protect_with_the_imported_workdir(imported, tmp_path):
   _, _, workdir, data_dir, _ = imported
   proc = run_module("brppnet_jax.main", "--config=configs/rpcocom.py", f"--workdir={workdir}",
                     "--mode=eval", f"--config.dataset.data_dir={data_dir}", *SMALL_RUN)
-  lines = (workdir / "eval_metrics.jsonl").read_text().splitlines()
+  lines = (workdir / checkpoint.EVAL_MODE_FILE).read_text().splitlines()
   result = json.loads(lines[-1])
   assert result["step"] == 0 and result["num_expressions"] == 2
   assert 0.0 <= result["miou"] <= 1.0 and "miou" in proc.stdout
@@ -82,3 +83,15 @@ def test_evaluate_and_protect_with_the_imported_workdir(imported, tmp_path):
   run_module("brppnet_jax.protect", f"--workdir={workdir}", f"--image={image}",
              f"--text={ref['sentences'][0]['sent']}", f"--out={out}", env={"XLA_FLAGS": ""})
   assert np.asarray(Image.open(out)).shape == np.asarray(Image.open(image).convert("RGB")).shape
+
+
+def test_missing_input_files_are_named_before_the_dataset_is_looked_at(tmp_path):
+  proc = run_module("brppnet_jax.train.import_original", "--h5=nowhere/best_map.h5",
+                    "--config=configs/rpcocom.py", "--word_vectors=glove.840B.300d.txt",
+                    f"--workdir={tmp_path / 'workdir'}",
+                    f"--config.dataset.data_dir={tmp_path / 'no_data'}", check=False)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "error: --h5=nowhere/best_map.h5: no such file; "
+      "--word_vectors=glove.840B.300d.txt: no such file")
+  assert not (tmp_path / "workdir").exists()

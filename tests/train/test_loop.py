@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from brppnet_jax.data import synthetic
+from brppnet_jax.evaluation import checkpoint
 from brppnet_jax.runtime import sharding
 from brppnet_jax.train import loop
 from brppnet_jax.train import step_functions
@@ -167,7 +168,8 @@ def test_diverging_run_stops_with_error_and_keeps_last_good_checkpoint(synthetic
 
 def final_training_evaluation(workdir) -> dict:
   records = [json.loads(l) for l in (workdir / "eval_metrics.jsonl").read_text().splitlines()]
-  return [r for r in records if "split" not in r][-1]  # `--mode=eval` runs add a split key.
+  assert all("split" not in r for r in records)  # `--mode=eval` writes elsewhere.
+  return records[-1]
 
 
 def test_synthetic_training_beats_the_text_blind_rules(trained_workdir, synthetic_dataset):
@@ -176,8 +178,10 @@ def test_synthetic_training_beats_the_text_blind_rules(trained_workdir, syntheti
   rules = synthetic.text_blind_ceiling(str(synthetic_dataset / "raw"), split="test")
   assert final["num_expressions"] == rules["expressions"]  # Each expression once.
   assert final["miou"] > rules["ceiling"] + 0.1, (final, rules)
-  assert sorted(final) == sorted(["step", "miou", "oiou", "prec@0.5", "prec@0.6", "prec@0.7",
-                                  "prec@0.8", "prec@0.9", "tdir", "ssim", "psnr", "precision",
+  assert sorted(final) == sorted(["step", "miou", "oiou", "miou_protected", "oiou_protected",
+                                  "prec@0.5", "prec@0.6", "prec@0.7",
+                                  "prec@0.8", "prec@0.9", "tdir", "tdir_haar", "tdir_dnn",
+                                  "tdir_hog", "ssim", "psnr", "precision",
                                   "recall", "f1", "accuracy", "num_expressions"])
   assert final["tdir"] is None  # configs/synthetic.py skips the face test.
   precisions = [final[f"prec@{x}"] for x in (0.5, 0.6, 0.7, 0.8, 0.9)]
@@ -197,6 +201,14 @@ def test_mistyped_config_key_is_one_clear_line(tmp_path):
   assert "Traceback" not in proc.stderr
 
 
+def test_missing_config_file_is_one_line_quoting_it(tmp_path):
+  proc = run_module("brppnet_jax.main", "--config=configs/synthetc.py",
+                    f"--workdir={tmp_path}", check=False)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [
+      "error: --config=configs/synthetc.py: no such file (here or in the installed configs/)"]
+
+
 def printed_table(text: str) -> dict:
   """{key: value text} of the two-column table `evaluate.format_table` prints."""
   return dict(line.split() for line in text.strip().splitlines() if len(line.split()) == 2)
@@ -213,3 +225,6 @@ def test_eval_mode_reproduces_the_training_evaluation(trained_workdir, synthetic
   expected = {k: ("n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
               for k, v in training.items()}
   assert printed_table(proc.stdout) == {**expected, "split": "test"}
+  written = json.loads((trained_workdir / checkpoint.EVAL_MODE_FILE).read_text().splitlines()[-1])
+  assert sorted(written) == sorted([*training, "split"]) and written["split"] == "test"
+  assert written["miou"] == pytest.approx(training["miou"], abs=1e-6)

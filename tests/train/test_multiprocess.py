@@ -1,7 +1,7 @@
 """Multi-host training and restarts, with real processes on this machine.
 
 - 2 processes x 4 CPU devices train to the same parameters as 1 process x 8 devices.
-- A run killed with SIGKILL and restarted ends with the parameters of an uninterrupted run.
+- (A run killed with SIGKILL and restarted: tests/train/test_faults_kill.py, at several points.)
 - SIGTERM to one of two processes: both save the same step and exit 0; the resumed run ends
   with the parameters of an uninterrupted one.
 
@@ -31,6 +31,7 @@ from brppnet_jax.train import loop
 from brppnet_jax.train import step_functions
 from brppnet_jax.train import train_state
 
+from conftest import XLA_CACHE
 from conftest import PYTHON
 from conftest import REPO
 
@@ -47,7 +48,7 @@ def main_command(workdir, data_dir, *extra):
   return [PYTHON, "-m", "brppnet_jax.main", "--config=configs/synthetic.py",
           f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}",
           "--config.eval_max_examples=24", "--config.eval_batch_size=8",
-          "--config.num_image_summaries=0", *extra]
+          "--config.num_image_summaries=0", f"--config.compilation_cache_dir={XLA_CACHE}", *extra]
 
 
 def start(cmd, devices: int) -> subprocess.Popen:
@@ -157,31 +158,6 @@ def _latest_finished_step(workdir) -> int:
   if not os.path.isdir(ckpt_dir):
     return 0
   return max([int(n) for n in os.listdir(ckpt_dir) if n.isdigit()], default=0)
-
-
-def test_sigkill_and_restart_ends_with_the_uninterrupted_parameters(synthetic_dataset, tmp_path):
-  data_dir, total = synthetic_dataset / "tfds", 40
-  common = (f"--config.total_steps={total}", "--config.checkpoint_every_steps=5",
-            f"--config.eval_every_steps={total}", "--config.log_every_steps=5")
-  finish([start(main_command(tmp_path / "straight", data_dir, *common), devices=1)])
-
-  killed = start(main_command(tmp_path / "killed", data_dir, *common), devices=1)
-  deadline = time.time() + 600
-  while _latest_finished_step(tmp_path / "killed") < 10 and killed.poll() is None:
-    assert time.time() < deadline, "no checkpoint appeared"
-    time.sleep(0.05)
-  killed.send_signal(signal.SIGKILL)
-  killed.communicate()
-  assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-  assert _latest_finished_step(tmp_path / "killed") < total
-
-  resumed = start(main_command(tmp_path / "killed", data_dir, *common), devices=1)
-  out, err = resumed.communicate(timeout=600)
-  assert resumed.returncode == 0, err[-4000:]
-  assert "Resuming from checkpoint step" in err
-  straight, _ = final_params(tmp_path / "straight", total)
-  restarted, _ = final_params(tmp_path / "killed", total)
-  assert_same_params(straight, restarted, rtol=0, atol=0)
 
 
 def start_two_processes(workdir, data_dir, *extra):
