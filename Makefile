@@ -40,12 +40,12 @@ devices: setup
 
 # The whole suite, as CI runs it (under 15 minutes on 2 cores).
 test: setup
-	$(PY) -m pytest -n 2 --durations=15 tests
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests
 
 # The edit loop's tier: everything but the tests marked slow (training runs, processes
 # killed on purpose, a real browser), under 3 minutes. CI runs `make test`, never only this.
 test-fast: setup
-	$(PY) -m pytest -n 2 -m "not slow" tests
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests
 
 lint: setup
 	$(PY) -m ruff check brppnet_jax tests configs benchmarks

@@ -1,4 +1,4 @@
-"""Trains or evaluates BRPPNet; this file only parses flags.
+r"""Trains or evaluates BRPPNet; this file only parses flags.
 
     python -m brppnet_jax.main --config=configs/rpcocom.py --workdir=DIR [--config.batch_size=8]
     python -m brppnet_jax.main --config=configs/rpcocom.py --workdir=DIR --mode=eval [--step=N]

@@ -91,6 +91,8 @@ def trained_workdir(tmp_path_factory, synthetic_dataset) -> pathlib.Path:
                f"--config.dataset.data_dir={synthetic_dataset / 'tfds'}",
                f"--config.total_steps={TRAIN_STEPS}", f"--config.eval_every_steps={TRAIN_STEPS}",
                f"--config.checkpoint_every_steps={TRAIN_STEPS // 2}",
+               # The default cache, under the workdir: tests/runtime/test_paths.py looks there.
+               "--config.compilation_cache_dir=",
                env={"XLA_FLAGS": ""}, timeout=1200)
   return build_once(tmp_path_factory, "trained", build)
 
@@ -172,9 +174,81 @@ def exported_stablehlo(tmp_path_factory, trained_workdir) -> pathlib.Path:
 
 # Fixtures that train a network or build a dataset: a test that asks for one is slow.
 SLOW_FIXTURES = {"synthetic_dataset", "trained_workdir"}
+# Tests that took 4 s or more on 2 cores (2026-12-01, `make test`): slow as well.
+SLOW_TESTS = (
+    "tests/data/test_pipeline.py::test_worker_processes_give_the_same_batches_and_resume",
+    "tests/evaluation/test_notebook.py::test_notebook_evaluates_the_workdir_and_protects_a_sentence",
+    "tests/measure/test_ablate_loss.py::test_ablation_trains_and_its_table_row_holds_the_final_evaluation",
+    "tests/measure/test_ablate_loss.py::test_cli_checks_the_readme_before_training",
+    "tests/measure/test_ablate_loss.py::test_table_only_rewrites_the_readme_from_stored_files",
+    "tests/measure/test_face_measures.py::test_margin_measure_on_the_trained_workdir",
+    "tests/measure/test_text_floor.py::test_table_only_writes_the_readme_section_and_names_missing_files",
+    "tests/models/test_models.py::test_bfloat16_forward_is_close_to_float32",
+    "tests/models/test_models.py::test_forward_under_jit",
+    "tests/models/test_models.py::test_frozen_backbone_gets_no_gradient",
+    "tests/models/test_models.py::test_frozen_batchnorm_modes",
+    "tests/models/test_models.py::test_gru_dropout_one_mask_per_sentence_and_direction",
+    "tests/models/test_models.py::test_original_padding_masks_zero_vectors_and_repeats_outputs",
+    "tests/models/test_models.py::test_padding_does_not_change_logits",
+    "tests/models/test_models.py::test_unfrozen_backbone_trains",
+    "tests/models/test_original_weights.py::test_darknet_file_fills_the_same_as_its_keras_twin",
+    "tests/models/test_original_weights.py::test_darknet_short_or_garbled_file_names_file_and_conv",
+    "tests/models/test_original_weights.py::test_parity_logits",
+    "tests/models/test_original_weights.py::test_parity_text_encoder",
+    "tests/models/test_precision.py::test_bfloat16_step_has_no_float32_conv_or_matmul_outside_the_text_encoder",
+    "tests/models/test_precision.py::test_the_check_finds_float32_convolutions_in_a_float32_step",
+    "tests/protect/test_app.py::test_api_gives_the_cli_result_and_keeps_nothing",
+    "tests/protect/test_app.py::test_page_hears_a_spoken_request",
+    "tests/protect/test_batch.py::test_a_request_that_protects_nothing_fails_and_writes_nothing",
+    "tests/protect/test_batch.py::test_an_exported_model_protects_a_list_without_jax",
+    "tests/protect/test_batch.py::test_folder_run_names_outputs_and_keeps_dates_not_gps",
+    "tests/protect/test_batch.py::test_list_run_protects_good_rows_and_reports_bad_ones",
+    "tests/protect/test_cli.py::test_spoken_request_is_transcribed_and_protected",
+    "tests/protect/test_cli.py::test_typed_request_hides_only_the_predicted_pixels",
+    "tests/protect/test_cli.py::test_unknown_words_are_named_and_the_request_still_protected",
+    "tests/protect/test_export.py::test_exports_give_the_jax_predictors_masks_on_the_test_split",
+    "tests/protect/test_export.py::test_stablehlo_runs_without_flax_for_any_batch_size",
+    "tests/protect/test_export_errors.py::test_a_workdir_without_a_good_checkpoint_stops_in_one_line_and_writes_nothing",
+    "tests/protect/test_metadata.py::test_cli_output_of_a_gps_photo_is_upright_and_bare",
+    "tests/protect/test_predictor.py::test_compiles_once_per_batch_size",
+    "tests/runtime/test_bucket.py::test_training_and_evaluation_read_and_write_only_the_bucket",
+    "tests/runtime/test_device_input.py::test_train_step_on_uint8_batch_equals_the_float32_batch",
+    "tests/runtime/test_paths.py::test_main_runs_from_another_directory_and_a_missing_dataset_is_one_line",
+    "tests/test_commands.py::test_every_named_command_answers_help",
+    "tests/test_readme.py::test_python_block_runs_as_written",
+    "tests/train/test_checkpoints.py::test_a_restart_with_another_batch_size_stops_with_one_line",
+    "tests/train/test_checkpoints.py::test_eval_mode_and_predictor_report_a_damaged_checkpoint_in_one_line",
+    "tests/train/test_faults.py::test_a_damaged_best_checkpoint_is_moved_aside_and_the_best_is_chosen_again",
+    "tests/train/test_faults.py::test_a_damaged_file_of_each_kind_is_moved_aside_and_the_run_finishes",
+    "tests/train/test_faults.py::test_sigterm_during_an_asynchronous_save_saves_the_next_step_and_stops",
+    "tests/train/test_faults_kill.py::test_sigkill_at_several_points_and_the_restart_ends_as_the_undisturbed_run",
+    "tests/train/test_faults_storage.py::test_a_damaged_chunk_read_during_the_run_is_named_and_saved_steps_stay",
+    "tests/train/test_faults_storage.py::test_a_full_disk_during_a_save_stops_with_one_line_and_keeps_the_newest_intact",
+    "tests/train/test_faults_storage.py::test_a_full_disk_while_writing_eval_metrics_stops_with_one_line",
+    "tests/train/test_import_original.py::test_checkpoint_holds_the_original_weights_and_word_table",
+    "tests/train/test_import_original.py::test_evaluate_and_protect_with_the_imported_workdir",
+    "tests/train/test_loop.py::test_data_parallel_step_on_8_devices_equals_one_device",
+    "tests/train/test_loop.py::test_diverging_run_stops_with_error_and_keeps_last_good_checkpoint",
+    "tests/train/test_loop.py::test_eval_mode_reproduces_the_training_evaluation",
+    "tests/train/test_loop.py::test_nonfinite_loss_freezes_the_state_and_names_the_step",
+    "tests/train/test_loop.py::test_step_trains_everything_but_the_frozen_backbone",
+    "tests/train/test_multiprocess.py::test_sigterm_to_one_host_stops_all_at_one_step_and_the_resumed_run_is_identical",
+    "tests/train/test_multiprocess.py::test_two_processes_of_four_devices_match_one_process_of_eight",
+    "tests/train/test_step_functions.py::test_frozen_backbone_and_fixed_word_vectors_stay_as_they_are",
+    "tests/train/test_step_functions.py::test_learned_word_vectors_and_unfrozen_backbone_train",
+)
+# The longest tests, started first so that they do not end the run alone on one worker.
+LONG_MODULES = ("train/test_multiprocess.py", "train/test_faults")
 
 
+@pytest.hookimpl(tryfirst=True)  # Before xdist reads the groups.
 def pytest_collection_modifyitems(items):
+  """Marks slow tests; puts every test of the trained workdir on one worker (`--dist
+  loadgroup`: the other never waits while it trains) and the longest tests first."""
   for item in items:
-    if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if SLOW_FIXTURES & fixtures or item.nodeid.split("[")[0] in SLOW_TESTS:
       item.add_marker(pytest.mark.slow)
+    if "trained_workdir" in fixtures:
+      item.add_marker(pytest.mark.xdist_group("trained_workdir"))
+  items.sort(key=lambda item: not any(m in item.nodeid for m in LONG_MODULES))

@@ -231,6 +231,7 @@ def train_and_evaluate_in_bucket(local_data_dir: str, image: str, overrides: dic
   from brppnet_jax.runtime import compilation_cache
   from brppnet_jax.runtime import paths
   from brppnet_jax.train import loop
+  from brppnet_jax.train import writers
   from configs import synthetic
   _copy_tree(local_data_dir, "gs://bucket/tfds")
   _copy_tree(os.path.dirname(image), "gs://bucket/photos")
@@ -247,12 +248,12 @@ def train_and_evaluate_in_bucket(local_data_dir: str, image: str, overrides: dic
   # server: keep the logdir it is given and log instead.
   summary_dirs = []
 
-  def logging_writer(logdir, **kwargs):
+  def logging_summary_writer(logdir, **kwargs):
     del kwargs
     summary_dirs.append(os.fspath(logdir))
     return metric_writers.LoggingWriter()
 
-  loop.metric_writers.create_default_writer = logging_writer
+  writers.metric_writers.SummaryWriter = logging_summary_writer
   compilation_cache.enable(config, workdir)
   loop.train_and_evaluate(config, workdir)
   evaluated = checkpoint.evaluate_checkpoint(config, workdir)

@@ -1,4 +1,4 @@
-"""Builds one RPCOCO config as a TFDS dataset (ArrayRecord) and writes its vocabulary.
+r"""Builds one RPCOCO config as a TFDS dataset (ArrayRecord) and writes its vocabulary.
 
     python -m brppnet_jax.data.build --dataset=rpcocom --manual_dir=DIR --data_dir=DIR \
         [--skip_bad] [--refer_dir=DIR] [--splits=testA] [--overwrite]

@@ -58,6 +58,16 @@ def shard_error(files, error: BaseException) -> DamagedDatasetError:
                              "dataset again")
 
 
+def check_shards(files) -> None:
+  """Opens every shard (its footer and index): a truncated one fails here, before any work."""
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  for path in files:
+    try:
+      array_record_module.ArrayRecordReader(str(path)).close()
+    except RuntimeError as e:
+      raise shard_error([path], e) from None
+
+
 def _open_fails(path) -> bool:
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
   try:

@@ -14,7 +14,8 @@ bilinear for probabilities. The original used PIL's bicubic, whose kernel (a = -
 when shrinking (antialiasing); on noisy 640x480 photos the two differ by about 3/255 per
 pixel on average. PIL's resize costs about 4.6 ms for 640x480 -> 416x312 on one core here
 against 0.4 ms for OpenCV's, and alone would put the input pipeline under its target of
-150 examples/s per core (`python -m brppnet_jax.measure.pipeline_speed`), so OpenCV is used everywhere.
+150 examples/s per core (`python -m brppnet_jax.measure.pipeline_speed`), so OpenCV is used
+everywhere.
 """
 
 from __future__ import annotations

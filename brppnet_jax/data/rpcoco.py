@@ -1,4 +1,4 @@
-"""TFDS builder `rpcoco`: one example per referred person of RPCOCO or its synthetic twin.
+r"""TFDS builder `rpcoco`: one example per referred person of RPCOCO or its synthetic twin.
 
     builder = Rpcoco(config="rpcocom", data_dir=DIR)
     builder.download_and_prepare(

@@ -30,7 +30,9 @@ def open_source(config: ml_collections.ConfigDict, split: str):
     raise FileNotFoundError(missing_dataset_message(config)) from None
   except RuntimeError as e:  # Riegeli: a shard's footer or index does not read.
     raise file_checks.shard_error(_shard_files(config, split), e) from None
-  return file_checks.CheckedSource(source, _shard_files(config, split))
+  shards = _shard_files(config, split)
+  file_checks.check_shards(shards)
+  return file_checks.CheckedSource(source, shards)
 
 
 def _shard_files(config: ml_collections.ConfigDict, split: str) -> list:

@@ -1,4 +1,4 @@
-"""The synthetic twin of RPCOCO: drawn people and generated expressions, same layout.
+r"""The synthetic twin of RPCOCO: drawn people and generated expressions, same layout.
 
     python -m brppnet_jax.data.synthetic --out data/synthetic --seed 0 \
         --num_train 2000 --num_test 300

@@ -1,4 +1,4 @@
-"""File size, one-photo latency and mIoU of the exported predictors against the JAX one.
+r"""File size, one-photo latency and mIoU of the exported predictors against the JAX one.
 
     python -m brppnet_jax.measure.export --demo_workdir=workdirs/synthetic \
         --data_dir=data/tfds [--runs=7] [--nofull_size]

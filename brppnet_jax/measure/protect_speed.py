@@ -1,4 +1,4 @@
-"""Photos per second of the protect CLI's folder mode: read, predict, hide, write PNG.
+r"""Photos per second of the protect CLI's folder mode: read, predict, hide, write PNG.
 
     python -m brppnet_jax.measure.protect_speed --workdir=demo_out/workdir \
         --photos=demo_out/raw/images/train2014 [--count=64]

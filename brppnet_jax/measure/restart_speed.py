@@ -101,13 +101,12 @@ def measure(config: str, root: str, env: dict) -> dict:
 
 def table(result: dict) -> str:
   """Markdown: one row per restart, then the medians and what the cache saved."""
-  lines = ["| restart | compilation cache | seconds |", "|---|---|---:|"]
-  for run in result["runs"]:
-    lines.append(f"| {run['repeat'] + 1} | {run['cache']} | {run['seconds']:.1f} |")
-  lines.append(f"\nmedian: {result['restart_seconds_cache_off_median']:.1f} s cold, "
-               f"{result['restart_seconds_cache_warm_median']:.1f} s warm; saved "
-               f"{result['saved_seconds']:.1f} s ({100 * result['saved_fraction']:.0f}%)")
-  return "\n".join(lines)
+  rows = "\n".join(f"| {run['repeat'] + 1} | {run['cache']} | {run['seconds']:.1f} |"
+                   for run in result["runs"])
+  summary = (f"median: {result['restart_seconds_cache_off_median']:.1f} s cold, "
+             f"{result['restart_seconds_cache_warm_median']:.1f} s warm; saved "
+             f"{result['saved_seconds']:.1f} s ({100 * result['saved_fraction']:.0f}%)")
+  return f"| restart | compilation cache | seconds |\n|---|---|---:|\n{rows}\n\n{summary}"
 
 
 def main(argv) -> None:

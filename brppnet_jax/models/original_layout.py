@@ -86,7 +86,8 @@ def brppnet_layers(stage_blocks: Sequence[int] = (1, 2, 8, 8, 4),
 
 @dataclasses.dataclass(frozen=True)
 class YoloConv:
-  """One conv of keras-yolo3 / Darknet in file order: names, kernel [k, k, cin, cout], BN or bias."""
+  """One conv of keras-yolo3 / Darknet in file order: names, kernel [k, k, cin, cout], BN or
+  bias."""
   conv_name: str
   bn_name: str | None  # None: a biased output conv without BatchNorm.
   kernel: tuple[int, int, int, int]

@@ -5,7 +5,7 @@ from absl import flags
 
 from brppnet_jax.protect import cli
 
-__doc__ = cli.__doc__  # noqa: A001  (absl prints the main module's docstring as --help's usage)
+__doc__ = cli.__doc__
 flags.adopt_module_key_flags(cli)
 
 if __name__ == "__main__":

@@ -20,15 +20,14 @@ import tempfile
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from brppnet_jax.protect import network
 from brppnet_jax.protect import photo
+from brppnet_jax.runtime import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A training workdir (its best checkpoint is served).")
-flags.DEFINE_string("model", None, "An exported .tflite network instead of --workdir.")
-flags.DEFINE_integer("step", None, "Checkpoint step instead of the best.")
+network.define_network_flags(exported=True)
+flags.adopt_module_key_flags(network)
 flags.DEFINE_string("host", "127.0.0.1", "Address to serve on (0.0.0.0: every interface).")
 flags.DEFINE_integer("port", 7860, "Port to serve on.")
 flags.DEFINE_integer("max_pixels", photo.MAX_PIXELS, "Larger photos are refused before "
@@ -70,13 +69,10 @@ def serve() -> None:
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)  # Library warnings are not the user's business.
-  try:
+  cli.quiet_library_logs()
+  with cli.one_line_errors(OSError, log=False):
     network.check_source(FLAGS.workdir, FLAGS.model)
     serve()
-  except (OSError, ValueError) as e:
-    sys.exit("error: " + " ".join(str(e).split()))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Hides the people requests refer to: in one photo, a folder of photos, or a list of rows.
+r"""Hides the people requests refer to: in one photo, a folder of photos, or a list of rows.
 
     python -m brppnet_jax.protect --workdir=DIR --image=photo.jpg \
         --text="protect privacy of man in red shirt" [--text="protect privacy of ..."] \
@@ -22,7 +22,6 @@ import os
 import sys
 
 from absl import flags
-from absl import logging
 import numpy as np
 
 from brppnet_jax.protect import batch
@@ -31,11 +30,11 @@ from brppnet_jax.protect import network
 from brppnet_jax.protect import people
 from brppnet_jax.protect import photo
 from brppnet_jax.protect import requests as requests_lib
+from brppnet_jax.runtime import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A training workdir (its best checkpoint is used).")
-flags.DEFINE_string("model", None, "An exported .tflite network instead of --workdir.")
-flags.DEFINE_integer("step", None, "Checkpoint step instead of the best.")
+network.define_network_flags(exported=True)
+flags.adopt_module_key_flags(network)
 flags.DEFINE_string("image", None, "Input photo (any format Pillow reads).")
 flags.DEFINE_multi_string("text", None, "The request, e.g. 'protect privacy of man in red "
                           "shirt'; repeat it for several people in one photo.")
@@ -192,11 +191,8 @@ def run_folder() -> int:
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)  # Library warnings are not the user's business.
-  try:
+  cli.quiet_library_logs()
+  with cli.one_line_errors(OSError, log=False):
     if FLAGS.input_dir or FLAGS.requests:
       sys.exit(run_folder())
     run_single()
-  except (OSError, ValueError) as e:
-    sys.exit("error: " + " ".join(str(e).split()))

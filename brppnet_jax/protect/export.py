@@ -1,4 +1,4 @@
-"""Exports a workdir's trained predictor for phones (TFLite) or servers (StableHLO).
+r"""Exports a workdir's trained predictor for phones (TFLite) or servers (StableHLO).
 
     python -m brppnet_jax.protect.export --workdir=workdirs/synthetic --format=tflite \
         --out=synthetic.tflite [--quantize=none|float16|dynamic_int8] [--step=N]
@@ -18,13 +18,14 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from brppnet_jax.protect import model_file
+from brppnet_jax.protect import network
+from brppnet_jax.runtime import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A training workdir (its best checkpoint is used).")
-flags.DEFINE_integer("step", None, "Checkpoint step instead of the best.")
+network.define_network_flags(exported=False)
+flags.adopt_module_key_flags(network)
 flags.DEFINE_string("format", None, "tflite (phones, embedded) or stablehlo (servers, other "
                     "JAX programs; symbolic batch, CPU/CUDA/TPU).")
 flags.DEFINE_string("out", None, "The model file to write (.tflite or .stablehlo); its "
@@ -102,12 +103,9 @@ def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logs: not the user's.
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)
-  try:
+  cli.quiet_library_logs()
+  with cli.one_line_errors(OSError, log=False):
     print(run())
-  except (OSError, ValueError) as e:
-    sys.exit("error: " + " ".join(str(e).split()))
 
 
 if __name__ == "__main__":

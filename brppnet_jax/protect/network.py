@@ -6,11 +6,25 @@ The JAX predictor is imported only for a workdir, so `--model=FILE.tflite` runs 
 
 from __future__ import annotations
 
+from absl import flags
+
 from brppnet_jax.runtime import paths
 
 # The README section that tells how to get the original's trained weights.
 ORIGINAL_WEIGHTS_HELP = ("real photos need the original's trained weights: see the README "
                          "section \"import_original\"")
+
+
+def define_network_flags(*, exported: bool) -> None:
+  """--workdir and --step, and with `exported` --model: the flags that name a network.
+
+  The calling command shows them in its --help with `flags.adopt_module_key_flags(network)`.
+  """
+  flags.DEFINE_string("workdir", None, "A training workdir (its best checkpoint is used).")
+  flags.DEFINE_integer("step", None, "Checkpoint step instead of the best.")
+  if exported:
+    flags.DEFINE_string("model", None, "An exported .tflite (or .stablehlo) network instead "
+                        "of --workdir.")
 
 
 def check_source(workdir: str | None, model: str | None) -> None:

@@ -88,7 +88,8 @@ def machine() -> dict:
   """What a measurement ran on, for its JSON record: enough to tell a 2-core CPU from a pod."""
   import jax  # pylint: disable=g-import-not-at-top
   return {"host": platform.node(), "processor": cpu_model(), "cpus": os.cpu_count(),
-          "jax": jax.__version__, "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+          "jax": jax.__version__,
+          "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
 
 
 def peak_memory_gb() -> float:

@@ -28,7 +28,6 @@ from orbax.checkpoint import checkpoint_managers as policies
 from brppnet_jax.runtime import paths
 from brppnet_jax.train import integrity
 from brppnet_jax.train.integrity import CorruptCheckpointError  # pylint: disable=unused-import
-from brppnet_jax.train.integrity import state_checksums  # pylint: disable=unused-import
 
 BEST_METRIC = "miou"
 CHECKSUMS_ITEM = "checksums"

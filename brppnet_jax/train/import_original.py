@@ -1,4 +1,4 @@
-"""Imports a trained original BRPPNet (its Keras h5) as a checkpoint of this project.
+r"""Imports a trained original BRPPNet (its Keras h5) as a checkpoint of this project.
 
     python -m brppnet_jax.train.import_original --h5=best_map.h5 --config=configs/rpcocom.py \
         --word_vectors=glove.840B.300d.txt --workdir=DIR \

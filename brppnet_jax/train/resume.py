@@ -143,7 +143,7 @@ def set_aside(ckpts: checkpoints.Checkpoints, error: checkpoints.CorruptCheckpoi
   ckpts.reload()
   logging.warning("Checkpoint step %d is damaged: %s: %s. Moved aside to %s; %s.",
                   error.step, error.file, error.reason,
-                  target or f"{error.step}{integrity.DAMAGED_SUFFIX}", then)
+                  target or f"{ckpts.directory}/{error.step}{integrity.DAMAGED_SUFFIX}", then)
 
 
 def _agreed(ckpts: checkpoints.Checkpoints, read, step: int, *args):

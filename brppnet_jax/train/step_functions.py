@@ -83,7 +83,8 @@ def train_step(state: train_state.TrainState, batch: dict, *, model, config, tx,
     l2 = losses.l2_penalty(train_params, config.loss.l2)
     batch_stats = updates["batch_stats"]
     if config.model.freeze_backbone:  # Frozen statistics never change (also with batch_stats).
-      batch_stats = {**batch_stats, train_state.FROZEN_KEY: state.batch_stats[train_state.FROZEN_KEY]}
+      batch_stats = {**batch_stats,
+                     train_state.FROZEN_KEY: state.batch_stats[train_state.FROZEN_KEY]}
     return data_loss + l2, (data_loss, l2, batch_stats)
 
   train_params = train_state.trainable(state.params, config)

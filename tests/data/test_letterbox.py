@@ -1,4 +1,5 @@
-"""Letterbox geometry, image and mask pre-processing (spec section 2) and its inverse (section 6)."""
+"""Letterbox geometry, image and mask pre-processing (spec section 2) and its inverse
+(section 6)."""
 
 import cv2
 import numpy as np

@@ -160,7 +160,8 @@ _BAD_REFS = {
     15: (_jpeg(32, 24), b"\x89PNG broken", _TEXT,
          "ref 15: mask masks/rpcocom/15.png undecodable"),
     16: (_jpeg(32, 24), _png(np.zeros((20, 32), np.uint8)), _TEXT,
-         "ref 16: mask masks/rpcocom/16.png is 32x20 but image images/train2014/COCO_train2014_000000000016.jpg "
+         "ref 16: mask masks/rpcocom/16.png is 32x20 but image "
+         "images/train2014/COCO_train2014_000000000016.jpg "
          "is 32x24"),
     17: (_jpeg(32, 24), _GOOD_MASK, [], "ref 17: no sentence"),
     18: (_jpeg(32, 24), _png(np.zeros((24, 32, 3), np.uint8)), _TEXT,

@@ -19,6 +19,7 @@ from brppnet_jax.models import original_layout
 from brppnet_jax.models import original_weights
 from brppnet_jax.models import parity
 from brppnet_jax.models.text_encoder import TextEncoder
+
 from conftest import REPO
 
 PARITY = REPO.parent / "shared" / "parity"

@@ -1,11 +1,9 @@
-"""Exported models (TFLite, StableHLO) against the JAX predictor, the light predictor's imports,
-and every bad input of the export command and of a model file."""
+"""Exported models (TFLite, StableHLO) against the JAX predictor, the light predictor's imports
+and its reading of requests (bad input: test_export_errors.py)."""
 
 import copy
 import json
 import os
-import pathlib
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,12 +21,10 @@ from brppnet_jax.protect import model_file
 from brppnet_jax.protect import photo
 from brppnet_jax.protect import predictor as predictor_lib
 from brppnet_jax.runtime import sharding
-from brppnet_jax.train import checkpoints as checkpoints_lib
 from configs import synthetic as synthetic_config
 
 from conftest import REPO
 from conftest import build_once
-from conftest import run_module
 
 MIOU_POINTS_LOST_AT_MOST = 0.5  # Quantised TFLite against the JAX predictor (the issue's bar).
 PARITY_ATOL = 1e-4
@@ -99,6 +95,13 @@ def test_exports_give_the_jax_predictors_masks_on_the_test_split(
     assert result[quantize]["max_abs_diff"] > 10 * PARITY_ATOL  # It did quantise.
 
 
+def assert_same_mask(got: np.ndarray, expected: np.ndarray, threshold: float) -> None:
+  """The same mask but where float32 rounding decides (expected within 1e-4 of threshold)."""
+  flipped = (got >= threshold) != (expected >= threshold)
+  assert np.count_nonzero(flipped) <= FLIPPED_PIXELS_AT_MOST * flipped.size + 1
+  assert np.all(np.abs(expected[flipped] - threshold) <= PARITY_ATOL)
+
+
 def _run_python(code: str, *args: str) -> subprocess.CompletedProcess:
   """A fresh interpreter (no pytest, no conftest imports) from the repository root."""
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "XLA_FLAGS": ""}
@@ -152,7 +155,7 @@ def test_the_light_predictor_needs_no_jax_flax_or_tensorflow(
     got = light[f"arr_{i}"]
     assert got.shape == prob.shape == pairs[i][0].shape[:2]
     np.testing.assert_allclose(got, prob, atol=PARITY_ATOL, rtol=0)
-    np.testing.assert_array_equal(got >= 0.5, prob >= 0.5)
+    assert_same_mask(got, prob, 0.5)
 
 
 _STABLEHLO_PREDICTION = """
@@ -195,7 +198,7 @@ def test_stablehlo_runs_without_flax_for_any_batch_size(
     at_image = [letterbox.unletterbox(p[i], batch["geometry"][i], batch["orig_size"][i], 128)
                 for p in (out["probs"], expected)]
     for threshold in (0.5, config.segment_thresh):
-      np.testing.assert_array_equal(at_image[0] >= threshold, at_image[1] >= threshold)
+      assert_same_mask(*at_image, threshold)
 
 
 def test_the_light_predictor_reads_requests_as_the_predictor_does(
@@ -216,84 +219,3 @@ def test_the_light_predictor_reads_requests_as_the_predictor_does(
       light.predict_mask(np.zeros((32, 32, 3), np.uint8), text)
   with pytest.raises(ValueError, match="carries no training expressions"):
     light.train_expressions()
-
-
-def _export(*flags: str) -> subprocess.CompletedProcess:
-  return run_module("brppnet_jax.protect.export", *flags, env={"XLA_FLAGS": ""}, check=False)
-
-
-def _one_line_error(proc) -> str:
-  assert proc.returncode == 1 and "Traceback" not in proc.stderr
-  return proc.stderr.strip().splitlines()[-1]
-
-
-@pytest.mark.parametrize("flags, message", [
-    (["--format=onnx"], "error: --format=onnx: unknown format; one of tflite, stablehlo"),
-    (["--quantize=int4"], "error: --quantize=int4: unknown quantisation; one of none, "
-                          "float16, dynamic_int8"),
-    (["--format=stablehlo", "--quantize=float16", "--out={out}.stablehlo"],
-     "error: --quantize=float16 is for --format=tflite; StableHLO is exported in float32"),
-    (["--out={out}.stablehlo"], "error: --out={out}.stablehlo must end in .tflite for "
-                                "--format=tflite"),
-    (["--out={existing}"], "error: {existing} exists; not overwriting it (remove it or choose "
-                           "another --out)"),
-])
-def test_bad_flags_stop_in_one_line_before_anything_loads(
-    flags, message, trained_workdir, exported_tflite, tmp_path):
-  names = {"out": tmp_path / "model", "existing": exported_tflite}
-  before = exported_tflite.read_bytes()
-  defaults = {"--workdir": str(trained_workdir), "--format": "tflite",
-              "--out": f"{tmp_path / 'model'}.tflite"}
-  given = dict(f.format(**names).split("=", 1) for f in flags)
-  proc = _export(*(f"{k}={v}" for k, v in {**defaults, **given}.items()))
-  assert _one_line_error(proc) == message.format(**names)
-  assert list(tmp_path.iterdir()) == [] and exported_tflite.read_bytes() == before
-
-
-def test_a_workdir_without_a_good_checkpoint_stops_in_one_line_and_writes_nothing(
-    trained_workdir, tmp_path):
-  out = tmp_path / "out"
-  out.mkdir()
-  proc = _export(f"--workdir={tmp_path}", "--format=tflite", f"--out={out / 'm.tflite'}")
-  assert _one_line_error(proc) == f"error: no checkpoint in {tmp_path}/checkpoints"
-  workdir = tmp_path / "damaged"
-  shutil.copytree(trained_workdir / "checkpoints", workdir / "checkpoints")
-  ckpts = checkpoints_lib.Checkpoints(str(workdir), read_only=True)
-  best = ckpts.best_step()
-  ckpts.close()
-  state_files = [p for p in (workdir / "checkpoints" / str(best) / "state").rglob("*")
-                 if p.is_file() and p.parent.name == "d"]
-  target = max(state_files, key=lambda p: p.stat().st_size)
-  data = bytearray(target.read_bytes())
-  data[len(data) // 2] ^= 0xFF
-  target.write_bytes(bytes(data))
-  proc = _export(f"--workdir={workdir}", "--format=stablehlo", f"--out={out / 'm.stablehlo'}")
-  assert _one_line_error(proc).startswith(
-      f"error: checkpoint step {best} in {workdir}/checkpoints is damaged: ")
-  assert list(out.iterdir()) == []
-
-
-def test_a_model_file_not_ours_or_damaged_is_refused_in_one_line(exported_tflite, tmp_path):
-  stranger = tmp_path / "stranger.tflite"
-  stranger.write_bytes(exported_tflite.read_bytes())
-  damaged = tmp_path / "damaged.tflite"
-  data = bytearray(exported_tflite.read_bytes())
-  data[len(data) // 2] ^= 0x01
-  damaged.write_bytes(bytes(data))
-  shutil.copy(model_file.sidecar_path(exported_tflite), model_file.sidecar_path(damaged))
-  other = tmp_path / "other.tflite"
-  other.write_bytes(b"not a model")
-  pathlib.Path(model_file.sidecar_path(other)).write_text('{"kind": "something else"}')
-  cases = {
-      stranger: f"{stranger} is not an exported brppnet_jax model: its sidecar "
-                f"{stranger}.json is missing",
-      damaged: f"{damaged} is damaged or was replaced: its SHA-256 differs from the exported "
-               "file's",
-      other: f"{other}.json is not the sidecar of an exported brppnet_jax model",
-  }
-  for path, message in cases.items():
-    with pytest.raises(model_file.ModelFileError) as raised:
-      lite.LitePredictor.from_file(path)
-    assert str(raised.value) == message
-  with pytest.raises(FileNotFoundError, match=f"^model file not found: {tmp_path}/none.tflite$"):
-    lite.LitePredictor.from_file(tmp_path / "none.tflite")

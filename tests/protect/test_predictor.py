@@ -85,7 +85,8 @@ def test_the_model_reads_the_text(predictor, scenes):
 
 
 def test_compiles_once_per_batch_size(predictor, scenes):
-  fresh = predictor_lib.Predictor(predictor.config, predictor.vocab, predictor.state, predictor.step)
+  fresh = predictor_lib.Predictor(predictor.config, predictor.vocab, predictor.state,
+                                  predictor.step)
   path, refs = next(iter(scenes.items()))
   rgb, text = photo.load_rgb(path), refs[0][0][0]
   resized = lambda h, w: np.asarray(Image.fromarray(rgb).resize((w, h)))

@@ -37,7 +37,8 @@ def test_device_normalised_images_equal_the_float32_host_input_exactly():
   np.testing.assert_array_equal(np.asarray(device), host)
   # Every uint8 value: x / 255 rounded once to float32, as numpy does it.
   every = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=-1)
-  out = jax.jit(step_functions.model_images)({"image": every, "geometry": np.int32([[16, 16, 0, 0]])})
+  out = jax.jit(step_functions.model_images)({"image": every, "geometry": np.int32([[16, 16, 0,
+                                                                                     0]])})
   expected = np.arange(256, dtype=np.float32).reshape(1, 16, 16, 1) / np.float32(255)
   np.testing.assert_array_equal(np.asarray(out)[..., 0], expected[..., 0])
   assert step_functions.CANVAS_VALUE == letterbox.CANVAS_VALUE
@@ -61,7 +62,8 @@ def test_train_step_on_uint8_batch_equals_the_float32_batch():
   model, tx, train_fn, predict_fn = step_functions.make_steps(config, steps_per_epoch=10)
   losses, probs = [], []
   for batch in ({"image": images, "geometry": geometry, **common}, {"image": host, **common}):
-    state, shardings = train_state.create_replicated_state(model, config, tx, mesh, train_state.prng_key(0))
+    state, shardings = train_state.create_replicated_state(model, config, tx, mesh,
+                                                           train_state.prng_key(0))
     probs.append(np.asarray(step_functions.jit_predict(predict_fn, mesh, shardings)(state, batch)))
     _, metrics = step_functions.jit_train(train_fn, mesh, shardings)(state, batch)
     losses.append(float(metrics["loss"]))

@@ -1,4 +1,5 @@
-"""`python -m brppnet_jax.runtime.devices`: what jax runs on, and a warning for an unused accelerator."""
+"""`python -m brppnet_jax.runtime.devices`: what jax runs on, and a warning for an unused
+accelerator."""
 
 import os
 import subprocess
@@ -49,5 +50,6 @@ def test_module_runs_from_any_directory_and_reports_the_cpu_build_on_a_tpu_host(
   assert "backend cpu" in lines[0]
   assert lines[1] == "process 0 of 1; 8 local of 8 devices"
   assert len(lines) == 2 + 8 and all("(cpu)" in line for line in lines[2:])
-  warnings = [l for l in proc.stderr.splitlines() if l.startswith("WARNING: this machine has a TPU")]
+  warnings = [l for l in proc.stderr.splitlines()
+              if l.startswith("WARNING: this machine has a TPU")]
   assert len(warnings) == 1 and "make setup ACCEL=tpu" in warnings[0], proc.stderr

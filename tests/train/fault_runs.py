@@ -19,7 +19,9 @@ import pytest
 
 from configs import synthetic as synthetic_config
 
-from conftest import XLA_CACHE, build_once, run_module
+from conftest import XLA_CACHE
+from conftest import build_once
+from conftest import run_module
 
 TOTAL = 6
 # checkpoint_every_steps and keep_checkpoints may change on resume: the meaning of the run

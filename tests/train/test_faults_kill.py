@@ -11,9 +11,13 @@ import subprocess
 import threading
 import time
 
-from conftest import PYTHON, REPO
-from fault_runs import SEED, assert_same_outcome, flags, when_appears
-from fault_runs import data_dir, undisturbed  # pylint: disable=unused-import  (fixtures)
+from fault_runs import SEED
+from fault_runs import assert_same_outcome
+from fault_runs import flags
+from fault_runs import when_appears
+
+from conftest import PYTHON
+from conftest import REPO
 
 
 class Child:
@@ -92,3 +96,7 @@ def test_sigkill_at_several_points_and_the_restart_ends_as_the_undisturbed_run(
   child = Child(workdir, data_dir, **cadence)
   child.finish()
   assert_same_outcome(workdir, undisturbed)
+  # Quiet logs: the config once, no library warning per save.
+  log = "".join(child.log)
+  assert log.count("] Config:") == 1 and "[Hyperparameters]" not in log
+  assert "tracked_metric" not in log and "Traceback" not in log

@@ -14,16 +14,23 @@ import re
 import shutil
 import subprocess
 
+from fault_runs import EVERY_STEP
+from fault_runs import TOTAL
+from fault_runs import assert_same_outcome
+from fault_runs import config_of
+from fault_runs import copy_of
+from fault_runs import flags
+from fault_runs import listing
+from fault_runs import replace_once
+from fault_runs import state_digests
 import pytest
 
 from brppnet_jax.runtime import paths
 from brppnet_jax.train import checkpoints as checkpoints_lib
 from brppnet_jax.train import loop
 
-from conftest import PYTHON, REPO
-from fault_runs import (EVERY_STEP, TOTAL, assert_same_outcome, config_of, copy_of, flags,
-                        listing, replace_once, state_digests)
-from fault_runs import data_dir, undisturbed  # pylint: disable=unused-import  (fixtures)
+from conftest import PYTHON
+from conftest import REPO
 
 
 def test_a_full_disk_while_writing_eval_metrics_stops_with_one_line(
@@ -141,7 +148,7 @@ def test_a_damaged_chunk_read_during_the_run_is_named_and_saved_steps_stay(
     undisturbed, data_dir, tmp_path):
   """A chunk inside a shard is checked (by its hash) when read: here by the evaluation."""
   shard = "rpcoco-test.array_record-00000-of-00001"
-  damaged, target = damaged_copy(data_dir, tmp_path, shard, lambda p: flip_one_byte(p, 0.4))
+  damaged, target = damaged_copy(data_dir, tmp_path, shard, lambda p: flip_one_byte(p, 0.01))
   workdir = copy_of(undisturbed, tmp_path, steps=[1, 2, 3, 4, 5])
   with pytest.raises(ValueError) as raised:
     loop.train_and_evaluate(config_of(damaged, **EVERY_STEP), str(workdir))

@@ -31,9 +31,9 @@ from brppnet_jax.train import loop
 from brppnet_jax.train import step_functions
 from brppnet_jax.train import train_state
 
-from conftest import XLA_CACHE
 from conftest import PYTHON
 from conftest import REPO
+from conftest import XLA_CACHE
 
 STEPS = 2
 

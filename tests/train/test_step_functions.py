@@ -24,7 +24,8 @@ def small_config(**model):
 
 def one_step(config):
   model, tx, train_fn, _ = step_functions.make_steps(config, steps_per_epoch=10)
-  state = jax.jit(lambda r: train_state.create_train_state(model, config, tx, r))(train_state.prng_key(0))
+  state = jax.jit(lambda r: train_state.create_train_state(model, config, tx,
+                                                           r))(train_state.prng_key(0))
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.uniform(size=(BATCH, SIZE, SIZE, 3)), jnp.float32),
            "tokens": jnp.asarray(rng.integers(1, 20, (BATCH, WORDS)), jnp.int32),
