@@ -17,11 +17,14 @@ from fault_runs import TOTAL
 from fault_runs import assert_same_outcome
 from fault_runs import config_of
 from fault_runs import copy_of
+from fault_runs import data_dir
 from fault_runs import flip_bytes
 from fault_runs import largest_array_file
 from fault_runs import listing
 from fault_runs import replace_once
 from fault_runs import state_digests
+from fault_runs import undisturbed
+from fault_runs import warnings
 from fault_runs import when_appears
 import pytest
 

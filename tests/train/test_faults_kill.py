@@ -13,7 +13,9 @@ import time
 
 from fault_runs import SEED
 from fault_runs import assert_same_outcome
+from fault_runs import data_dir
 from fault_runs import flags
+from fault_runs import undisturbed
 from fault_runs import when_appears
 
 from conftest import PYTHON

@@ -19,10 +19,12 @@ from fault_runs import TOTAL
 from fault_runs import assert_same_outcome
 from fault_runs import config_of
 from fault_runs import copy_of
+from fault_runs import data_dir
 from fault_runs import flags
 from fault_runs import listing
 from fault_runs import replace_once
 from fault_runs import state_digests
+from fault_runs import undisturbed
 import pytest
 
 from brppnet_jax.runtime import paths
