@@ -251,4 +251,10 @@ def pytest_collection_modifyitems(items):
       item.add_marker(pytest.mark.slow)
     if "trained_workdir" in fixtures:
       item.add_marker(pytest.mark.xdist_group("trained_workdir"))
-  items.sort(key=lambda item: not any(m in item.nodeid for m in LONG_MODULES))
+  # The trained workdir's group first (one worker trains it while the other takes the long
+  # modules), then the long modules, then the rest.
+  def order(item):
+    if "trained_workdir" in getattr(item, "fixturenames", ()):
+      return 0
+    return 1 if any(m in item.nodeid for m in LONG_MODULES) else 2
+  items.sort(key=order)
