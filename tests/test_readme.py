@@ -1,6 +1,6 @@
 """Every ```python block of README.md runs as written.
 
-How README blocks must be written (the same text is in /work/coord/README_BLOCKS.md):
+How README blocks must be written:
 - Each ```python block runs alone, in a fresh Python process, from a scratch folder holding
   `demo_out/` as `make demo` leaves it: `demo_out/workdir` (this suite's trained synthetic
   workdir, the `trained_workdir` fixture), `demo_out/raw` (its synthetic data in the released
