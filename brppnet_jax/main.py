@@ -90,6 +90,7 @@ def main(argv):
   # Imported after distributed initialisation, which must precede any JAX computation.
   from brppnet_jax.evaluation import checkpoint  # pylint: disable=g-import-not-at-top
   from brppnet_jax.evaluation import summaries  # pylint: disable=g-import-not-at-top
+  from brppnet_jax.runtime import cli  # pylint: disable=g-import-not-at-top
   from brppnet_jax.runtime import compilation_cache  # pylint: disable=g-import-not-at-top
   from brppnet_jax.runtime import devices  # pylint: disable=g-import-not-at-top
   from brppnet_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
@@ -98,15 +99,14 @@ def main(argv):
   devices.warn_if_accelerator_unused()
   logging.info("Compilation cache: %s", compilation_cache.enable(config, FLAGS.workdir))
   try:
-    if FLAGS.mode == "train":
-      loop.train_and_evaluate(config, FLAGS.workdir)
-    else:
-      result = checkpoint.evaluate_checkpoint(config, FLAGS.workdir, step=FLAGS.step)
-      print(summaries.format_table(result))
-  except (FileNotFoundError, ValueError, loop.NonFiniteLossError,
-          checkpoints.WriteError) as e:
-    logging.error("%s", e)
-    sys.exit(f"error: {e}")
+    with cli.one_line_errors():  # Its USER_ERRORS hold loop.NonFiniteLossError.
+      if FLAGS.mode == "train":
+        loop.train_and_evaluate(config, FLAGS.workdir)
+      else:
+        result = checkpoint.evaluate_checkpoint(config, FLAGS.workdir, step=FLAGS.step)
+        print(summaries.format_table(result))
+  except checkpoints.WriteError as e:
+    cli.exit_at_once(e)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from brppnet_jax.runtime import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Configuration file (a paper config).")
 flags.DEFINE_string("h5", None, "The original's weight file (save_weights or model.save layout).")
 flags.DEFINE_string("word_vectors", None, "GloVe-format word vectors (glove.840B.300d.txt).")
@@ -105,11 +107,9 @@ def main(argv):
   problems = missing_input_files()
   if problems:  # The user's own files first, before the dataset or anything else is read.
     sys.exit("error: " + "; ".join(problems))
-  try:
+  with cli.one_line_errors(log=False):
     step = import_original(_CONFIG.value, FLAGS.h5, FLAGS.word_vectors, FLAGS.workdir,
                            FLAGS.vocab)
-  except (FileNotFoundError, ValueError) as e:
-    sys.exit(f"error: {e}")
   print(f"Wrote checkpoint step {step} of {FLAGS.h5} to {FLAGS.workdir}")
 
 
