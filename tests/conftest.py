@@ -185,12 +185,10 @@ SLOW_TESTS = (
     "tests/measure/test_text_floor.py::test_table_only_writes_the_readme_section_and_names_missing_files",
     "tests/models/test_models.py::test_bfloat16_forward_is_close_to_float32",
     "tests/models/test_models.py::test_forward_under_jit",
-    "tests/models/test_models.py::test_frozen_backbone_gets_no_gradient",
     "tests/models/test_models.py::test_frozen_batchnorm_modes",
     "tests/models/test_models.py::test_gru_dropout_one_mask_per_sentence_and_direction",
     "tests/models/test_models.py::test_original_padding_masks_zero_vectors_and_repeats_outputs",
     "tests/models/test_models.py::test_padding_does_not_change_logits",
-    "tests/models/test_models.py::test_unfrozen_backbone_trains",
     "tests/models/test_original_weights.py::test_darknet_file_fills_the_same_as_its_keras_twin",
     "tests/models/test_original_weights.py::test_darknet_short_or_garbled_file_names_file_and_conv",
     "tests/models/test_original_weights.py::test_parity_logits",
@@ -216,6 +214,7 @@ SLOW_TESTS = (
     "tests/runtime/test_paths.py::test_main_runs_from_another_directory_and_a_missing_dataset_is_one_line",
     "tests/test_commands.py::test_every_named_command_answers_help",
     "tests/test_readme.py::test_python_block_runs_as_written",
+    "tests/test_scheduling.py::test_a_marked_group_runs_on_one_worker",
     "tests/train/test_checkpoints.py::test_a_restart_with_another_batch_size_stops_with_one_line",
     "tests/train/test_checkpoints.py::test_eval_mode_and_predictor_report_a_damaged_checkpoint_in_one_line",
     "tests/train/test_faults.py::test_a_damaged_best_checkpoint_is_moved_aside_and_the_best_is_chosen_again",
@@ -231,7 +230,6 @@ SLOW_TESTS = (
     "tests/train/test_loop.py::test_diverging_run_stops_with_error_and_keeps_last_good_checkpoint",
     "tests/train/test_loop.py::test_eval_mode_reproduces_the_training_evaluation",
     "tests/train/test_loop.py::test_nonfinite_loss_freezes_the_state_and_names_the_step",
-    "tests/train/test_loop.py::test_step_trains_everything_but_the_frozen_backbone",
     "tests/train/test_multiprocess.py::test_sigterm_to_one_host_stops_all_at_one_step_and_the_resumed_run_is_identical",
     "tests/train/test_multiprocess.py::test_two_processes_of_four_devices_match_one_process_of_eight",
     "tests/train/test_step_functions.py::test_frozen_backbone_and_fixed_word_vectors_stay_as_they_are",
@@ -251,8 +249,8 @@ def pytest_collection_modifyitems(items):
       item.add_marker(pytest.mark.slow)
     if "trained_workdir" in fixtures:
       item.add_marker(pytest.mark.xdist_group("trained_workdir"))
-  # The trained workdir's group first (one worker trains it while the other takes the long
-  # modules), then the long modules, then the rest.
+  # xdist hands out the trained workdir's group first, to one worker; the other takes single
+  # tests in this order: the long modules, then the rest.
   def order(item):
     if "trained_workdir" in getattr(item, "fixturenames", ()):
       return 0

@@ -23,6 +23,7 @@ def small_config(**model):
 
 
 def one_step(config):
+  """The state before and after one step, and the step's metrics."""
   model, tx, train_fn, _ = step_functions.make_steps(config, steps_per_epoch=10)
   state = jax.jit(lambda r: train_state.create_train_state(model, config, tx,
                                                            r))(train_state.prng_key(0))
@@ -31,8 +32,8 @@ def one_step(config):
            "tokens": jnp.asarray(rng.integers(1, 20, (BATCH, WORDS)), jnp.int32),
            "mask": jnp.asarray(rng.uniform(size=(BATCH, SIZE // 4, SIZE // 4, 1)) > 0.5,
                                jnp.float32)}
-  new_state, _ = jax.jit(train_fn)(state, batch)
-  return state, new_state
+  new_state, metrics = jax.jit(train_fn)(state, batch)
+  return state, new_state, metrics
 
 
 def changed(before, after):
@@ -44,7 +45,7 @@ def test_frozen_backbone_and_fixed_word_vectors_stay_as_they_are():
   """Also with frozen_bn="batch_stats", where the model itself updates the frozen statistics
   (test_models covers "stored", where it does not)."""
   config = small_config(freeze_backbone=True, fixed_word_vectors=True, frozen_bn="batch_stats")
-  before, after = one_step(config)
+  before, after, metrics = one_step(config)
   params = changed(before.params, after.params)
   stats = changed(before.batch_stats, after.batch_stats)
   for path, moved in params.items():
@@ -52,10 +53,14 @@ def test_frozen_backbone_and_fixed_word_vectors_stay_as_they_are():
     assert moved != fixed, path
   for path, moved in stats.items():
     assert moved != (path[0] == "backbone"), path
+  # The optimiser keeps no moments for what stays fixed.
+  moments = str(jax.tree_util.tree_structure(before.opt_state))
+  assert "backbone" not in moments and "embedding" not in moments
+  assert int(after.step) == 1 and float(metrics["l2"]) > 0
 
 
 def test_learned_word_vectors_and_unfrozen_backbone_train():
-  before, after = one_step(small_config(freeze_backbone=False, fixed_word_vectors=False))
+  before, after, _ = one_step(small_config(freeze_backbone=False, fixed_word_vectors=False))
   assert all(changed(before.params, after.params).values())
   assert all(changed(before.batch_stats, after.batch_stats).values())
 
