@@ -98,15 +98,13 @@ def main(argv):
   logging.info("Config:\n%s", config)
   devices.warn_if_accelerator_unused()
   logging.info("Compilation cache: %s", compilation_cache.enable(config, FLAGS.workdir))
-  try:
-    with cli.one_line_errors():  # Its USER_ERRORS hold loop.NonFiniteLossError.
-      if FLAGS.mode == "train":
-        loop.train_and_evaluate(config, FLAGS.workdir)
-      else:
-        result = checkpoint.evaluate_checkpoint(config, FLAGS.workdir, step=FLAGS.step)
-        print(summaries.format_table(result))
-  except checkpoints.WriteError as e:
-    cli.exit_at_once(e)
+  # USER_ERRORS hold loop.NonFiniteLossError; a failed write is one line too.
+  with cli.one_line_errors(checkpoints.WriteError):
+    if FLAGS.mode == "train":
+      loop.train_and_evaluate(config, FLAGS.workdir)
+    else:
+      result = checkpoint.evaluate_checkpoint(config, FLAGS.workdir, step=FLAGS.step)
+      print(summaries.format_table(result))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 
 from absl import app
@@ -39,17 +38,3 @@ def one_line_errors(*extra: type[BaseException], log: bool = True):
     if log:
       logging.error("%s", message)
     sys.exit(f"error: {message}")
-
-
-def exit_at_once(error: BaseException) -> None:
-  """`error: ...` in one line and exit status 1, skipping the interpreter's shutdown.
-
-  For a failed write: the checkpoint library's writer threads still wait on event loops that
-  shutdown closes under them, and each would print a traceback after the one line.
-  """
-  message = " ".join(str(error).split())
-  logging.error("%s", message)
-  logging.flush()
-  sys.stdout.flush()
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  os._exit(1)

@@ -223,7 +223,6 @@ class Checkpoints:
     return restored["state"]
 
   def _check_data(self, step: int, digests: dict, data_iterator) -> None:
-    import jax  # pylint: disable=g-import-not-at-top
     name = integrity.data_file(jax.process_index(), jax.process_count())
     expected = digests.get(integrity.ITEM_PREFIX + name)
     if expected is not None and integrity.content_digest(data_iterator.get_state()) != expected:
