@@ -11,8 +11,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fcntl
 import pathlib
+import shutil
 import subprocess
 import tempfile
+import uuid
 
 import cv2
 import jax
@@ -24,8 +26,11 @@ PYTHON = sys.executable
 # One persistent compilation cache for the whole run, in this process and in every training
 # process the tests start: the same steps are compiled once, not once per test (on 2 cores a
 # compilation of the synthetic train step takes about 20 s).
-XLA_CACHE = pathlib.Path(tempfile.gettempdir()) / (
-    "brppnet-tests-xla-" + os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid())))
+def _xla_cache(run_id: str) -> pathlib.Path:
+  return pathlib.Path(tempfile.gettempdir()) / f"brppnet-tests-xla-{run_id}"
+
+
+XLA_CACHE = _xla_cache(os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid())))
 jax.config.update("jax_compilation_cache_dir", str(XLA_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -256,3 +261,21 @@ def pytest_collection_modifyitems(items):
       return 0
     return 1 if any(m in item.nodeid for m in LONG_MODULES) else 2
   items.sort(key=order)
+
+
+def pytest_configure(config):
+  """The controller names the run itself (xdist names it only for its workers), so that it
+  knows which compilation cache the run made."""
+  if not hasattr(config, "workerinput") and getattr(config.option, "testrunuid", 0) is None:
+    config.option.testrunuid = uuid.uuid4().hex
+
+
+def pytest_sessionfinish(session):
+  """The controller removes the run's compilation cache (about 30 MB a run in the temp dir)."""
+  config = session.config
+  if hasattr(config, "workerinput"):
+    return
+  run_id = getattr(config.option, "testrunuid", None)  # None without xdist.
+  shutil.rmtree(XLA_CACHE, ignore_errors=True)  # The cache of a run without workers.
+  if run_id:
+    shutil.rmtree(_xla_cache(run_id), ignore_errors=True)

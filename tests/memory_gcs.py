@@ -25,6 +25,9 @@ from fsspec.implementations import memory
 
 _GENERATIONS = itertools.count(1)
 _LOCK = threading.Lock()
+# Keys under these prefixes answer writes and deletes with 403, as a bucket whose write
+# permission was taken away mid-run.
+DENIED_PREFIXES: list[str] = []
 
 
 class MemoryGcsFileSystem(memory.MemoryFileSystem):
@@ -94,6 +97,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     parts = url.path.split("/")
     return parts, query
 
+  def _denied(self, key: str) -> bool:
+    if any(key.startswith(prefix) for prefix in DENIED_PREFIXES):
+      self._json(403, {"error": {"code": 403, "message": f"no write permission for {key}"}})
+      return True
+    return False
+
   def _precondition_failed(self, key: str, query: dict) -> int | None:
     current = generation(key) or 0
     if "ifGenerationMatch" in query and int(query["ifGenerationMatch"]) != current:
@@ -156,6 +165,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       return self._json(501, {"error": {"code": 501, "message": f"unsupported {self.path}"}})
     bucket, name = parts[5], query["name"]
     key = f"/{bucket}/{name}"
+    if self._denied(key):
+      return None
     with _LOCK:
       failed = self._precondition_failed(key, query)
       if failed:
@@ -168,6 +179,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     parts, query = self._parse()
     bucket, name = parts[4], urllib.parse.unquote("/".join(parts[6:]))
     key = f"/{bucket}/{name}"
+    if self._denied(key):
+      return None
     with _LOCK:
       if key not in _store():
         return self._reply(404)
@@ -221,7 +234,8 @@ def _copy_tree(local_dir: str, url: str) -> None:
 
 def train_and_evaluate_in_bucket(local_data_dir: str, image: str, overrides: dict) -> dict:
   """configs/synthetic.py trained and evaluated with data, workdir, compilation cache and a
-  photo all in gs://bucket; returns what landed where."""
+  photo all in gs://bucket; then trained on for two steps after the bucket stopped accepting
+  the checkpoints' arrays. Returns what landed where, and the second run's error."""
   install()
   # pylint: disable=g-import-not-at-top  (after install: the libraries read its settings)
   from clu import metric_writers
@@ -230,6 +244,7 @@ def train_and_evaluate_in_bucket(local_data_dir: str, image: str, overrides: dic
   from brppnet_jax.protect import predictor as predictor_lib
   from brppnet_jax.runtime import compilation_cache
   from brppnet_jax.runtime import paths
+  from brppnet_jax.train import checkpoints
   from brppnet_jax.train import loop
   from brppnet_jax.train import writers
   from configs import synthetic
@@ -260,11 +275,21 @@ def train_and_evaluate_in_bucket(local_data_dir: str, image: str, overrides: dic
   predictor = predictor_lib.Predictor.from_workdir(workdir)
   photo_url = f"gs://bucket/photos/{os.path.basename(image)}"
   mask = predictor.predict_mask(photo_url, "protect privacy of man in red shirt")
-  return {"keys": list_keys(), "summary_dirs": summary_dirs,
-          "eval_metrics": paths.read_lines(f"{workdir}/{loop.EVAL_METRICS_FILE}"),
-          "eval_mode": paths.read_lines(f"{workdir}/{checkpoint.EVAL_MODE_FILE}"),
-          "evaluated_step": evaluated["step"], "predictor_step": predictor.step,
-          "mask_shape": list(mask.shape)}
+  result = {"keys": list_keys(), "summary_dirs": list(summary_dirs),
+            "eval_metrics": paths.read_lines(f"{workdir}/{loop.EVAL_METRICS_FILE}"),
+            "eval_mode": paths.read_lines(f"{workdir}/{checkpoint.EVAL_MODE_FILE}"),
+            "evaluated_step": evaluated["step"], "predictor_step": predictor.step,
+            "mask_shape": list(mask.shape)}
+  # Write permission lost: TensorStore's array writes are refused from now on.
+  DENIED_PREFIXES.append("/bucket/run/checkpoints/")
+  config.total_steps += config.checkpoint_every_steps
+  try:
+    loop.train_and_evaluate(config, workdir)
+    result["denied_error"] = None
+  except checkpoints.WriteError as e:
+    result["denied_error"] = str(e)
+  result["checkpoint_keys_after_denial"] = list_keys("/bucket/run/checkpoints/")
+  return result
 
 
 if __name__ == "__main__":

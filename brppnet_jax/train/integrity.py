@@ -124,6 +124,11 @@ _STATUS = re.compile(r"\b(DATA_LOSS|FAILED_PRECONDITION|RESOURCE_EXHAUSTED|PERMI
                      r"UNAVAILABLE|DEADLINE_EXCEEDED|NOT_FOUND|INVALID_ARGUMENT|OUT_OF_RANGE|"
                      r"INTERNAL|UNKNOWN|ABORTED): ")
 _CORRUPTION_MARKS = ("corrupt", "checksum", "decompress", "frame descriptor", "hash mismatch")
+# TensorStore reports a storage it cannot reach (after its retries) under several statuses.
+_UNREACHABLE_MARKS = ("could not connect", "couldn't connect", "could not resolve",
+                      "couldn't resolve", "connection refused", "retry attempts failed")
+# TensorStore appends the spec it was opened with, and sometimes source locations.
+_LIBRARY_DETAIL = re.compile(r"\s*\[(tensorstore_spec|source locations)=.*$")
 _STATUS_WORDS = {
     "RESOURCE_EXHAUSTED": "out of space or quota",
     "PERMISSION_DENIED": "permission denied",
@@ -147,8 +152,8 @@ def plain_reason(error: BaseException) -> str:
   for e in chain:
     if isinstance(e, OSError) and e.errno:
       return os.strerror(e.errno).lower()
-  texts = [" ".join(str(e).split()).split(" See full TensorStore details")[0]
-           for e in reversed(chain)]  # Innermost (the cause) first.
+  texts = [_LIBRARY_DETAIL.sub("", " ".join(str(e).split()).split(
+      " See full TensorStore details")[0]) for e in reversed(chain)]  # Innermost first.
   for text in texts:
     if code := _OS_ERROR_CODE.search(text):
       return os.strerror(int(code.group(1))).lower()
@@ -157,6 +162,8 @@ def plain_reason(error: BaseException) -> str:
     where = f"array {array.group(1)}: " if array else ""
     if any(mark in text.lower() for mark in _CORRUPTION_MARKS):
       return f"{where}data corruption detected"
+    if any(mark in text.lower() for mark in _UNREACHABLE_MARKS):
+      return f"{where}storage unreachable"
     if status := _STATUS.search(text):
       words = _STATUS_WORDS.get(status.group(1))
       return where + (words or text[status.end():].rsplit(": ", 1)[-1][:160])

@@ -3,7 +3,8 @@
 tests/memory_gcs.py routes gs:// of etils/fsspec, TensorStore, google-cloud-storage and
 ArrayRecord's own GCS client to one in-memory store: the data is read from the bucket (by
 Grain, through ArrayRecord), and the checkpoints, eval_metrics.jsonl and compilation cache
-are written there, the workdir URL never turning into a local folder.
+are written there, the workdir URL never turning into a local folder. Then the bucket refuses
+writes (permission lost): the next save stops the run with one line, and loses nothing.
 """
 
 import json
@@ -50,3 +51,10 @@ def test_training_and_evaluation_read_and_write_only_the_bucket(synthetic_datase
   with Image.open(image) as photo:
     assert result["mask_shape"] == [photo.height, photo.width]  # Read from gs://bucket/photos.
   assert sorted(p.name for p in tmp_path.iterdir()) == ["photo", "result.json"]  # No "gs:".
+  # Permission lost: the save of step 6 failed in one line, step 4 is intact, no step 6 is left.
+  assert result["denied_error"] == (
+      "checkpoint step 6 could not be written to gs://bucket/run/checkpoints/6: permission "
+      "denied; the newest intact checkpoint is step 4")
+  after = result["checkpoint_keys_after_denial"]
+  assert not [k for k in after if k.startswith("/bucket/run/checkpoints/6")], after
+  assert [k for k in keys if k.startswith("/bucket/run/checkpoints/")] == after

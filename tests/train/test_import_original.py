@@ -22,6 +22,8 @@ PARITY = REPO.parent / "shared" / "parity"
 SMALL_RUN = ["--config.dataset.name=rpcoco/synthetic", "--config.dataset.eval_split=test",
              "--config.eval_batch_size=8", "--config.eval_max_examples=2",
              "--config.compute_tdir=False"]
+# The full-size network on one CPU device (eight would each hold a copy of its state).
+ONE_DEVICE = {"XLA_FLAGS": ""}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def imported(synthetic_dataset, tmp_path_factory):
   proc = run_module("brppnet_jax.train.import_original", f"--h5={h5}",
                     "--config=configs/rpcocom.py",
                     f"--word_vectors={vectors}", f"--workdir={workdir}",
-                    f"--config.dataset.data_dir={data_dir}", *SMALL_RUN)
+                    f"--config.dataset.data_dir={data_dir}", *SMALL_RUN, env=ONE_DEVICE)
   assert f"Wrote checkpoint step 0 of {h5} to {workdir}" in proc.stdout
   return h5, vectors, workdir, data_dir, words
 
@@ -72,7 +74,8 @@ def test_checkpoint_holds_the_original_weights_and_word_table(imported):
 def test_evaluate_and_protect_with_the_imported_workdir(imported, tmp_path):
   _, _, workdir, data_dir, _ = imported
   proc = run_module("brppnet_jax.main", "--config=configs/rpcocom.py", f"--workdir={workdir}",
-                    "--mode=eval", f"--config.dataset.data_dir={data_dir}", *SMALL_RUN)
+                    "--mode=eval", f"--config.dataset.data_dir={data_dir}", *SMALL_RUN,
+                    env=ONE_DEVICE)
   lines = (workdir / checkpoint.EVAL_MODE_FILE).read_text().splitlines()
   result = json.loads(lines[-1])
   assert result["step"] == 0 and result["num_expressions"] == 2
@@ -84,7 +87,7 @@ def test_evaluate_and_protect_with_the_imported_workdir(imported, tmp_path):
   # The seeded weights are random, so the mask may be empty: the import path is under test.
   run_module("brppnet_jax.protect", f"--workdir={workdir}", f"--image={image}",
              f"--text={ref['sentences'][0]['sent']}", f"--out={out}", "--allow_empty",
-             env={"XLA_FLAGS": ""})
+             env=ONE_DEVICE)
   assert np.asarray(Image.open(out)).shape == np.asarray(Image.open(image).convert("RGB")).shape
 
 

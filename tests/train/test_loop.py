@@ -28,7 +28,14 @@ def tiny_config(freeze_backbone=True):
   return config
 
 
-def random_batch(config, seed=0, n=8):
+def large_epsilon_config():
+  """tiny_config whose Adam updates are proportional to the gradient (a large epsilon)."""
+  config = tiny_config()
+  config.optimizer.eps, config.optimizer.learning_rate = 1000.0, 0.01
+  return config
+
+
+def random_batch(config, seed=0, n=16):
   rng = np.random.default_rng(seed)
   size, out = config.dataset.input_size, config.dataset.input_size // config.model.seg_out_stride
   return {
@@ -102,9 +109,8 @@ def test_data_parallel_step_on_8_devices_equals_one_device():
   otherwise lr * sign(g), which flips on tiny gradients). A wrong reduction (one device's
   rows counted twice) fails the same comparison.
   """
-  config = tiny_config()
-  config.optimizer.eps, config.optimizer.learning_rate = 1000.0, 0.01
-  batch = random_batch(config, n=16)
+  config = large_epsilon_config()
+  batch = random_batch(config)
   # Device 1's two rows replaced by device 0's: device 0's rows count twice.
   wrong_batch = {k: np.concatenate([v[:2], v[:2], v[4:]]) for k, v in batch.items()}
   start, [(loss_one, one)] = one_step(config, sharding.make_mesh(jax.devices()[:1]), batch)
@@ -117,7 +123,7 @@ def test_data_parallel_step_on_8_devices_equals_one_device():
 
 
 def test_nonfinite_loss_freezes_the_state_and_names_the_step():
-  config = tiny_config()
+  config = large_epsilon_config()  # The one-device step of the test above, compiled once.
   state, step = make_state(config, sharding.make_mesh(jax.devices()[:1]))
   state, _ = step(state, random_batch(config, seed=0))
   good = jax.device_get(state.params)

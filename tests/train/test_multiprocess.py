@@ -1,13 +1,14 @@
 """Multi-host training and restarts, with real processes on this machine.
 
-- 2 processes x 4 CPU devices train to the same parameters as 1 process x 8 devices.
+- 2 processes x 4 CPU devices train to the same parameters as 1 process x 8 devices (this
+  one, on the run's own batches).
 - (A run killed with SIGKILL and restarted: tests/train/test_faults_kill.py, at several points.)
 - SIGTERM to one of two processes: both save the same step and exit 0; the resumed run ends
   with the parameters of an uninterrupted one.
 
 Same parameters, across process layouts, means: equal up to float32 summation order. This
 network's gradient sums many terms that nearly cancel, so summation order alone moves it by
-tenths of a percent (tests/test_train.py measures one step); Adam's first steps are nearly
+tenths of a percent (tests/train/test_loop.py measures one step); Adam's first steps are nearly
 lr * sign(g) and would flip on such differences. So the comparison uses a large Adam epsilon
 (updates proportional to the gradient) and two steps, and allows a few times the measured
 difference; a wrong reduction is shown to fail it.
@@ -36,6 +37,7 @@ from conftest import REPO
 from conftest import XLA_CACHE
 
 STEPS = 2
+pytestmark = pytest.mark.xdist_group("two_processes")  # One worker, one shared run.
 
 
 def _free_port() -> int:
@@ -67,13 +69,6 @@ def finish(procs, timeout=600):
 def final_params(workdir, step):
   predictor = predictor_lib.Predictor.from_workdir(str(workdir), step=step)
   return jax.device_get(predictor.state.params), predictor
-
-
-def initial_params(config):
-  model, tx, _, _ = step_functions.make_steps(config, steps_per_epoch=1)
-  state, _ = loop.create_state(config, model, tx, sharding.make_mesh(jax.devices()[:1]),
-                                train_state.prng_key(config.seed))
-  return jax.device_get(state.params)
 
 
 def relative_difference(a, b, start) -> dict:
@@ -108,8 +103,10 @@ def assert_same_training(a, b, start):
       f"(float32 noise: {PROCESS_LAYOUT_NOISE}): {differences}")
 
 
-def replay_in_process(config, *, wrong_rows: bool):
-  """Parameters after STEPS steps on 8 devices here, on the run's own global batches."""
+def one_process_of_eight(config):
+  """Parameters at the start and after STEPS steps on 8 devices in this process, on the run's
+  own global batches (the library's input pipeline, state and step, as `main` runs them):
+  with the batches as they are, and with device 1's rows replaced by device 0's."""
   from brppnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from brppnet_jax.data import sources
   config = config.copy_and_resolve_references()
@@ -119,38 +116,55 @@ def replay_in_process(config, *, wrong_rows: bool):
   batches = pipeline.create_train_iterator(config, source, vocab, seed=config.seed)
   mesh = sharding.make_mesh(jax.devices()[:8])
   model, tx, train_fn, _ = step_functions.make_steps(config, len(source) // config.batch_size)
-  state, shardings = loop.create_state(config, model, tx, mesh, train_state.prng_key(config.seed))
+  start, shardings = loop.create_state(config, model, tx, mesh, train_state.prng_key(config.seed))
   step = step_functions.jit_train(train_fn, mesh, shardings)
+  copy = lambda state: jax.tree.map(lambda x: x.copy(), state)  # The step donates its state.
+  right, wrong = copy(start), copy(start)
   for _ in range(STEPS):
     batch = next(batches)
-    if wrong_rows:  # 8 devices x 2 rows: device 1's rows become device 0's.
-      batch = {k: np.concatenate([v[:2], v[:2], v[4:]]) for k, v in batch.items()}
-    state, _ = step(state, sharding.global_batch(batch, mesh))
-  return jax.device_get(state.params)
+    wrong_batch = {k: np.concatenate([v[:2], v[:2], v[4:]]) for k, v in batch.items()}
+    right, _ = step(right, sharding.global_batch(batch, mesh))
+    wrong, _ = step(wrong, sharding.global_batch(wrong_batch, mesh))
+  return jax.device_get((start.params, right.params, wrong.params))
 
 
-def test_two_processes_of_four_devices_match_one_process_of_eight(synthetic_dataset, tmp_path):
-  data_dir = synthetic_dataset / "tfds"
-  common = (f"--config.total_steps={STEPS}", f"--config.eval_every_steps={STEPS}",
-            f"--config.checkpoint_every_steps={STEPS}", "--config.optimizer.eps=1000.0",
-            "--config.optimizer.learning_rate=0.01")
-  single = start(main_command(tmp_path / "one", data_dir, *common), devices=8)
+# One run of two processes serves both tests: its step STEPS for the layout comparison, its
+# end for the restart's. Every run here has these settings.
+TOTAL, EVERY = 6, STEPS
+SETTINGS = {"total_steps": TOTAL, "checkpoint_every_steps": EVERY, "keep_checkpoints": 3,
+            "eval_every_steps": TOTAL, "log_every_steps": EVERY, "optimizer.eps": 1000.0,
+            "optimizer.learning_rate": 0.01, "dataset.num_workers": 0}
+
+
+def settings(**overrides) -> list[str]:
+  return [f"--config.{k}={v}" for k, v in {**SETTINGS, **overrides}.items()]
+
+
+def start_two_processes(workdir, data_dir):
   port = _free_port()
-  multi = [start(main_command(tmp_path / "two", data_dir, *common,
-                              f"--coordinator_address=localhost:{port}", "--num_processes=2",
-                              f"--process_id={i}"), devices=4) for i in range(2)]
-  finish([single, *multi])
-  one, predictor = final_params(tmp_path / "one", STEPS)
-  two, _ = final_params(tmp_path / "two", STEPS)
-  start_params = initial_params(predictor.config)
-  assert_same_training(one, two, start_params)
+  return [start(main_command(workdir, data_dir, *settings(),
+                             f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                             f"--process_id={i}"), devices=4)
+          for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def straight(synthetic_dataset, tmp_path_factory):
+  """The undisturbed run of 2 processes x 4 devices (checkpoints at 2, 4 and 6)."""
+  workdir = tmp_path_factory.mktemp("straight")
+  finish(start_two_processes(workdir, synthetic_dataset / "tfds"))
+  return workdir
+
+
+def test_two_processes_of_four_devices_match_one_process_of_eight(straight):
+  two, predictor = final_params(straight, STEPS)
+  start, one, wrong = one_process_of_eight(predictor.config)
+  assert_same_training(one, two, start)
   # The same comparison catches a wrong reduction of the same batches.
-  wrong = replay_in_process(predictor.config, wrong_rows=True)
   with pytest.raises(AssertionError, match="parameters differ by up to"):
-    assert_same_training(one, wrong, start_params)
-  # Evaluation: both runs scored the same 24 expressions, each exactly once.
-  lines = [(tmp_path / d / "eval_metrics.jsonl").read_text() for d in ("one", "two")]
-  assert all('"num_expressions": 24' in line for line in lines)
+    assert_same_training(one, wrong, start)
+  # Evaluation: the two processes scored the 24 expressions, each exactly once.
+  assert '"num_expressions": 24' in (straight / "eval_metrics.jsonl").read_text()
 
 
 def _latest_finished_step(workdir) -> int:
@@ -160,27 +174,12 @@ def _latest_finished_step(workdir) -> int:
   return max([int(n) for n in os.listdir(ckpt_dir) if n.isdigit()], default=0)
 
 
-def start_two_processes(workdir, data_dir, *extra):
-  port = _free_port()
-  return [start(main_command(workdir, data_dir, *extra, f"--coordinator_address=localhost:{port}",
-                             "--num_processes=2", f"--process_id={i}"), devices=4)
-          for i in range(2)]
-
-
 def test_sigterm_to_one_host_stops_all_at_one_step_and_the_resumed_run_is_identical(
-    synthetic_dataset, tmp_path):
-  data_dir, total, every = synthetic_dataset / "tfds", 9, 3
-  # One compilation cache for the three runs: the later ones skip compiling (and it is
-  # exercised under two processes). In-process input: no worker processes to start.
-  common = (f"--config.total_steps={total}", f"--config.checkpoint_every_steps={every}",
-            f"--config.eval_every_steps={total}", f"--config.log_every_steps={every}",
-            f"--config.compilation_cache_dir={tmp_path / 'cache'}",
-            "--config.dataset.num_workers=0")
-  finish(start_two_processes(tmp_path / "straight", data_dir, *common))
-
-  procs = start_two_processes(tmp_path / "preempted", data_dir, *common)
+    straight, synthetic_dataset, tmp_path):
+  data_dir, workdir = synthetic_dataset / "tfds", tmp_path / "preempted"
+  procs = start_two_processes(workdir, data_dir)
   deadline = time.time() + 600
-  while _latest_finished_step(tmp_path / "preempted") < every and procs[1].poll() is None:
+  while _latest_finished_step(workdir) < EVERY and procs[1].poll() is None:
     assert time.time() < deadline, "no checkpoint appeared"
     time.sleep(0.05)
   procs[1].send_signal(signal.SIGTERM)  # Only one host hears of the preemption.
@@ -189,10 +188,8 @@ def test_sigterm_to_one_host_stops_all_at_one_step_and_the_resumed_run_is_identi
   stops = [re.findall(r"Preempted at step (\d+): checkpoint saved", err) for _, err in outputs]
   assert stops[0] == stops[1] and len(stops[0]) == 1, stops  # Both stopped, at one step.
   stop = int(stops[0][0])
-  assert every < stop < total and _latest_finished_step(tmp_path / "preempted") == stop
+  assert EVERY < stop < TOTAL and _latest_finished_step(workdir) == stop
 
-  resumed = start_two_processes(tmp_path / "preempted", data_dir, *common)
-  finish(resumed)
-  straight, _ = final_params(tmp_path / "straight", total)
-  restarted, _ = final_params(tmp_path / "preempted", total)
-  assert_same_params(straight, restarted, rtol=0, atol=0)
+  finish(start_two_processes(workdir, data_dir))
+  restarted, _ = final_params(workdir, TOTAL)
+  assert_same_params(final_params(straight, TOTAL)[0], restarted, rtol=0, atol=0)

@@ -3,36 +3,39 @@ statistics, and fixed word vectors; everything else moves."""
 
 from flax import traverse_util
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from brppnet_jax.runtime import sharding
 from brppnet_jax.train import step_functions
 from brppnet_jax.train import train_state
 from configs import synthetic
 
-SIZE, WORDS, BATCH = 64, 6, 4
+SIZE, BATCH = 64, 8
 
 
 def small_config(**model):
   config = synthetic.get_config()
-  config.dataset.input_size, config.dataset.word_len = SIZE, WORDS
+  config.dataset.input_size = SIZE
   config.model.vocab_size = 20
   config.model.update(model)
   return config
 
 
 def one_step(config):
-  """The state before and after one step, and the step's metrics."""
+  """The state before and after one step on one device, and the step's metrics. (With the
+  synthetic model, the step tests/runtime/test_device_input.py compiles for float32 input.)"""
+  mesh = sharding.make_mesh(jax.devices()[:1])
   model, tx, train_fn, _ = step_functions.make_steps(config, steps_per_epoch=10)
-  state = jax.jit(lambda r: train_state.create_train_state(model, config, tx,
-                                                           r))(train_state.prng_key(0))
+  state, shardings = train_state.create_replicated_state(model, config, tx, mesh,
+                                                         train_state.prng_key(0))
   rng = np.random.default_rng(0)
-  batch = {"image": jnp.asarray(rng.uniform(size=(BATCH, SIZE, SIZE, 3)), jnp.float32),
-           "tokens": jnp.asarray(rng.integers(1, 20, (BATCH, WORDS)), jnp.int32),
-           "mask": jnp.asarray(rng.uniform(size=(BATCH, SIZE // 4, SIZE // 4, 1)) > 0.5,
-                               jnp.float32)}
-  new_state, metrics = jax.jit(train_fn)(state, batch)
+  words = config.dataset.word_len
+  batch = {"image": rng.uniform(size=(BATCH, SIZE, SIZE, 3)).astype(np.float32),
+           "tokens": rng.integers(1, 20, (BATCH, words)).astype(np.int32),
+           "mask": (rng.uniform(size=(BATCH, SIZE // 4, SIZE // 4, 1)) > 0.5).astype(np.float32)}
+  step = step_functions.jit_train(train_fn, mesh, shardings)
+  new_state, metrics = step(jax.tree.map(lambda x: x.copy(), state), batch)  # It donates.
   return state, new_state, metrics
 
 
