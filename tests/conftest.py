@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fcntl
 import pathlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -34,6 +35,13 @@ XLA_CACHE = _xla_cache(os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()
 jax.config.update("jax_compilation_cache_dir", str(XLA_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def free_port() -> int:
+  """A localhost TCP port that nothing listens on (free until someone binds it)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
 
 
 def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 600,

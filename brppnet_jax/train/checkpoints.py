@@ -73,6 +73,9 @@ def _save_replicated_arrays_whole() -> None:
                                                          ignore_warnings=True)
 
 
+_save_replicated_arrays_whole()
+
+
 class Checkpoints:
   """A CheckpointManager with this project's items and policies.
 
@@ -95,7 +98,6 @@ class Checkpoints:
         # A save killed half way leaves DIR/<step>.orbax-checkpoint-tmp*: removed on start.
         cleanup_tmp_directories=not read_only,
         create=not read_only)
-    _save_replicated_arrays_whole()
     self.directory = checkpoint_dir(workdir)
     self.read_only = read_only
     self._pending: int | None = None  # The step whose asynchronous save may still run.

@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from PIL import Image
 import pytest
 
 from conftest import REPO
+from conftest import free_port
 
 ONE_DEVICE = {"XLA_FLAGS": ""}
 # Chromium as Debian ships it (.ci/run installs it); Playwright's own browser download cannot
@@ -89,12 +89,6 @@ def png_claiming(width: int, height: int) -> bytes:
   header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
   return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
           + chunk(b"IEND", b""))
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -2,23 +2,17 @@
 disk: tests/train/test_faults_storage.py; a bucket that refuses writes: tests/runtime/
 test_bucket.py)."""
 
-import socket
-
 import numpy as np
 import pytest
 import tensorstore as ts
 
 from brppnet_jax.train import integrity
 
-
-def _closed_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]  # Nothing listens once the socket is closed.
+from conftest import free_port
 
 
 def test_an_unreachable_bucket_is_named_so_without_the_libraries_spec(monkeypatch):
-  monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", f"http://127.0.0.1:{_closed_port()}")
+  monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", f"http://127.0.0.1:{free_port()}")
   monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "offline")
   spec = {"driver": "zarr", "kvstore": {"driver": "gcs", "bucket": "bucket", "path": "run/"},
           # Orbax's default retries for a minute or more; the error is the same after one.

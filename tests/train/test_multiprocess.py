@@ -17,7 +17,6 @@ difference; a wrong reduction is shown to fail it.
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
@@ -35,15 +34,10 @@ from brppnet_jax.train import train_state
 from conftest import PYTHON
 from conftest import REPO
 from conftest import XLA_CACHE
+from conftest import free_port
 
 STEPS = 2
 pytestmark = pytest.mark.xdist_group("two_processes")  # One worker, one shared run.
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 def main_command(workdir, data_dir, *extra):
@@ -141,7 +135,7 @@ def settings(**overrides) -> list[str]:
 
 
 def start_two_processes(workdir, data_dir):
-  port = _free_port()
+  port = free_port()
   return [start(main_command(workdir, data_dir, *settings(),
                              f"--coordinator_address=localhost:{port}", "--num_processes=2",
                              f"--process_id={i}"), devices=4)
