@@ -5,7 +5,8 @@ How README blocks must be written:
   `demo_out/` as `make demo` leaves it: `demo_out/workdir` (this suite's trained synthetic
   workdir, the `trained_workdir` fixture), `demo_out/raw` (its synthetic data in the released
   layout, images under `demo_out/raw/images/train2014/`) and `demo_out/tfds` (the built data);
-  beside it `synthetic.tflite` (with its sidecar), the workdir exported as the README says.
+  beside it `synthetic.tflite` and `synthetic.stablehlo` (with their sidecars), the workdir
+  exported as the README says.
   The environment has BRPPNET_WORKDIR=demo_out/workdir and one CPU device; a block gets 300 s.
 - Blocks may write files into that folder (it is thrown away).
 - A block that cannot run here (it needs a server, a GPU, the network, real RPCOCO) starts with
@@ -42,11 +43,14 @@ def test_the_readme_has_python_blocks():
 
 
 @pytest.fixture
-def demo_folder(tmp_path, trained_workdir, synthetic_dataset, exported_tflite) -> pathlib.Path:
+def demo_folder(tmp_path, trained_workdir, synthetic_dataset, exported_tflite,
+                exported_stablehlo) -> pathlib.Path:
   """A scratch folder with demo_out/ as `make demo` leaves it (links to the fixtures), and
-  synthetic.tflite as the README's export command writes it."""
-  (tmp_path / "synthetic.tflite").symlink_to(exported_tflite)
-  (tmp_path / "synthetic.tflite.json").symlink_to(f"{exported_tflite}.json")
+  synthetic.tflite and synthetic.stablehlo as the README's export commands write them."""
+  for exported in (exported_tflite, exported_stablehlo):
+    name = f"synthetic{exported.suffix}"
+    (tmp_path / name).symlink_to(exported)
+    (tmp_path / f"{name}.json").symlink_to(f"{exported}.json")
   demo = tmp_path / "demo_out"
   demo.mkdir()
   (demo / "workdir").symlink_to(trained_workdir)

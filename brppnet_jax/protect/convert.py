@@ -1,16 +1,22 @@
 """A restored `Predictor`'s network as bytes: a TFLite flatbuffer or a serialised jax.export.
 
-Both wrap the package's own predict step (`train.step_functions.predict_step`) with the
-checkpoint's parameters baked in as constants, so the weights travel inside the file:
-uint8 letterboxed image, geometry and tokens in, mask probabilities out (model_file.ModelInfo).
+Both wrap the package's own predict step (`train.step_functions.predict_step`), and the
+weights travel inside the file: uint8 letterboxed image, geometry and tokens in, mask
+probabilities out (model_file.ModelInfo).
 
-TFLite: jax2tf serialises the step natively (StableHLO inside one XlaCallModule op) and
-TensorFlow's converter lowers that to builtin TFLite ops only (convolutions, the GRU's
-unrolled scan, gathers), batch 1. StableHLO: jax.export with a symbolic batch size, lowered
-for CPU, CUDA and TPU; loading it needs jax alone (`jax.export.deserialize`).
+TFLite: the checkpoint's parameters baked in as constants; jax2tf serialises the step
+natively (StableHLO inside one XlaCallModule op) and TensorFlow's converter lowers that to
+builtin TFLite ops only (convolutions, the GRU's unrolled scan, gathers), batch 1.
+StableHLO: jax.export with a symbolic batch size, lowered for CPU, CUDA and TPU, in an .npz
+archive beside the weights (model_file.STABLEHLO_PROGRAM, model_file.stablehlo_weight). The
+weights are the exported function's arguments, not constants: XLA then compiles the very
+program `Predictor` compiles, and gives its probabilities bit for bit (constants would be
+folded, and rounded otherwise). Loading it needs numpy and jax alone.
 """
 
 from __future__ import annotations
+
+import io
 
 import jax
 import numpy as np
@@ -22,20 +28,32 @@ from brppnet_jax.train import step_functions
 STABLEHLO_PLATFORMS = ("cpu", "cuda", "tpu")
 
 
-def predict_function(predictor):
-  """fn(image, geometry, tokens) -> probabilities, the predictor's step on host constants.
-
-  The state comes to the host first: a constant sharded over the predictor's mesh would make
-  the exported module a multi-device one.
-  """
+def _host_variables(predictor) -> dict:
+  """{"params", "batch_stats"} on the host: an array sharded over the predictor's mesh would
+  make the exported module a multi-device one. The optimiser state is not needed to predict."""
   state = jax.device_get(predictor.state)
-  state = state.replace(opt_state=None)  # Not needed to predict; keeps the file small.
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def predict_with_weights(predictor):
+  """(fn(weights, image, geometry, tokens) -> probabilities, weights): the predictor's step
+  with its variables passed in as a flat list of host arrays."""
+  variables = _host_variables(predictor)
+  weights, treedef = jax.tree.flatten(variables)
+  skeleton = predictor.state.replace(params=None, batch_stats=None, opt_state=None)
   _, _, _, predict_fn = step_functions.make_steps(predictor.config, steps_per_epoch=1)
 
-  def predict(image, geometry, tokens):
+  def predict(weights, image, geometry, tokens):
+    state = skeleton.replace(**jax.tree.unflatten(treedef, weights))
     return predict_fn(state, {"image": image, "geometry": geometry, "tokens": tokens})
 
-  return predict
+  return predict, weights
+
+
+def predict_function(predictor):
+  """fn(image, geometry, tokens) -> probabilities, the predictor's step on host constants."""
+  predict, weights = predict_with_weights(predictor)
+  return lambda image, geometry, tokens: predict(weights, image, geometry, tokens)
 
 
 def input_specs(config, batch) -> list[tuple[tuple, np.dtype]]:
@@ -68,13 +86,19 @@ def to_tflite(predictor, quantize: str) -> bytes:
 
 
 def to_stablehlo(predictor) -> bytes:
-  """A serialised jax.export.Exported with a symbolic batch size, weights inside."""
+  """An .npz archive: the serialised jax.export.Exported (symbolic batch size) of
+  fn(weights, image, geometry, tokens) and each of the weights, in argument order."""
+  predict, weights = predict_with_weights(predictor)
   batch, = jax.export.symbolic_shape("batch")
   args = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype
           in input_specs(predictor.config, batch)]
-  exported = jax.export.export(jax.jit(predict_function(predictor)),
-                               platforms=STABLEHLO_PLATFORMS)(*args)
-  return bytes(exported.serialize())
+  weight_specs = [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in weights]
+  exported = jax.export.export(jax.jit(predict), platforms=STABLEHLO_PLATFORMS)(
+      weight_specs, *args)
+  archive = io.BytesIO()
+  np.savez(archive, **{model_file.STABLEHLO_PROGRAM: np.frombuffer(exported.serialize(), np.uint8)},
+           **{model_file.stablehlo_weight(i): np.asarray(w) for i, w in enumerate(weights)})
+  return archive.getvalue()
 
 
 def model_info(predictor, workdir: str, fmt: str, quantize: str, data: bytes,

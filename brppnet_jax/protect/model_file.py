@@ -24,6 +24,13 @@ QUANTIZATIONS = ("none", "float16", "dynamic_int8")
 DEFAULT_THRESHOLD = 0.5
 # Input names and dtypes in call order; the shapes are in ModelInfo (batch first).
 INPUTS = (("image", "uint8"), ("geometry", "int32"), ("tokens", "int32"))
+# A .stablehlo file is an .npz archive: the serialised jax.export.Exported of
+# fn(weights, image, geometry, tokens) under this key, and weights[i] under stablehlo_weight(i).
+STABLEHLO_PROGRAM = "exported"
+
+
+def stablehlo_weight(index: int) -> str:
+  return f"weight_{index:04d}"
 
 
 class ModelFileError(ValueError):
@@ -37,7 +44,8 @@ class ModelInfo:
   The network maps `image` uint8 [N, input_size, input_size, 3] (letterboxed, canvas 128),
   `geometry` int32 [N, 4] (nw, nh, dx, dy of the picture on the canvas) and `tokens` int32
   [N, word_len] to probabilities float32 [N, input_size / mask_stride, same]. N is 1 in a
-  .tflite file and any number in a .stablehlo one.
+  .tflite file and any number in a .stablehlo one, whose exported function takes the
+  weights first (STABLEHLO_PROGRAM).
   """
   format: str
   quantize: str

@@ -1,8 +1,11 @@
 """Bad input of the export command and of the light predictor: one line each, nothing written."""
 
+import io
+import json
 import pathlib
 import shutil
 import subprocess
+import zipfile
 
 import pytest
 
@@ -92,3 +95,28 @@ def test_a_model_file_not_ours_or_damaged_is_refused_in_one_line(exported_tflite
     assert str(raised.value) == message
   with pytest.raises(FileNotFoundError, match=f"^model file not found: {tmp_path}/none.tflite$"):
     lite.LitePredictor.from_file(tmp_path / "none.tflite")
+
+
+def test_a_stablehlo_file_of_another_layout_is_refused_in_one_line(exported_stablehlo, tmp_path):
+  """A sidecar that vouches for bytes that are no .npz archive (a .stablehlo exported before
+  the weights left the program was one serialised jax.export), or an archive without them."""
+  sidecar = json.loads(pathlib.Path(model_file.sidecar_path(exported_stablehlo)).read_text())
+  with zipfile.ZipFile(exported_stablehlo) as archive:
+    program = archive.read(f"{model_file.STABLEHLO_PROGRAM}.npy")
+  without_weights = io.BytesIO()
+  with zipfile.ZipFile(without_weights, "w") as archive:
+    archive.writestr(f"{model_file.STABLEHLO_PROGRAM}.npy", program)
+  cases = {
+      "old.stablehlo": (b"serialised jax.export bytes",
+                        "is not an .npz archive of a StableHLO program and its weights; export it "
+                        "again with python -m brppnet_jax.protect.export"),
+      "empty.stablehlo": (without_weights.getvalue(), "holds 0 weights; its program takes "),
+  }
+  for name, (data, message) in cases.items():
+    path = tmp_path / name
+    path.write_bytes(data)
+    pathlib.Path(model_file.sidecar_path(path)).write_text(json.dumps(
+        {**sidecar, "size_bytes": len(data), "sha256": model_file.file_digest(data)}))
+    with pytest.raises(model_file.ModelFileError) as raised:
+      lite.LitePredictor.from_file(path)
+    assert str(raised.value).startswith(f"{path} {message}")
