@@ -28,19 +28,15 @@ from brppnet_jax.train import step_functions
 STABLEHLO_PLATFORMS = ("cpu", "cuda", "tpu")
 
 
-def _host_variables(predictor) -> dict:
-  """{"params", "batch_stats"} on the host: an array sharded over the predictor's mesh would
-  make the exported module a multi-device one. The optimiser state is not needed to predict."""
-  state = jax.device_get(predictor.state)
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
 def predict_with_weights(predictor):
   """(fn(weights, image, geometry, tokens) -> probabilities, weights): the predictor's step
-  with its variables passed in as a flat list of host arrays."""
-  variables = _host_variables(predictor)
-  weights, treedef = jax.tree.flatten(variables)
-  skeleton = predictor.state.replace(params=None, batch_stats=None, opt_state=None)
+  with its variables passed in as a flat list of host arrays (an array sharded over the
+  predictor's mesh would make the exported module a multi-device one; the optimiser state is
+  not needed to predict)."""
+  state = predictor.state
+  weights, treedef = jax.tree.flatten(
+      jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
+  skeleton = state.replace(params=None, batch_stats=None, opt_state=None)
   _, _, _, predict_fn = step_functions.make_steps(predictor.config, steps_per_epoch=1)
 
   def predict(weights, image, geometry, tokens):
