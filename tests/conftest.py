@@ -24,6 +24,9 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+# The environment of a subprocess that should see one CPU device, not the 8 set above for
+# the sharding tests (a full network or a CLI as a user runs it).
+ONE_DEVICE = {"XLA_FLAGS": ""}
 # One persistent compilation cache for the whole run, in this process and in every training
 # process the tests start: the same steps are compiled once, not once per test (on 2 cores a
 # compilation of the synthetic train step takes about 20 s).
@@ -106,7 +109,7 @@ def trained_workdir(tmp_path_factory, synthetic_dataset) -> pathlib.Path:
                f"--config.checkpoint_every_steps={TRAIN_STEPS // 2}",
                # The default cache, under the workdir: tests/runtime/test_paths.py looks there.
                "--config.compilation_cache_dir=",
-               env={"XLA_FLAGS": ""}, timeout=1200)
+               env=ONE_DEVICE, timeout=1200)
   return build_once(tmp_path_factory, "trained", build)
 
 
@@ -169,7 +172,7 @@ def _exported(tmp_path_factory, trained_workdir, fmt: str) -> pathlib.Path:
   """trained_workdir's best checkpoint exported once per run by the export command."""
   def build(path):
     run_module("brppnet_jax.protect.export", f"--workdir={trained_workdir}", f"--format={fmt}",
-               f"--out={path / f'model.{fmt}'}", env={"XLA_FLAGS": ""})
+               f"--out={path / f'model.{fmt}'}", env=ONE_DEVICE)
   return build_once(tmp_path_factory, f"exported_{fmt}", build) / f"model.{fmt}"
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from conftest import ONE_DEVICE
 from conftest import REPO
 
 README = REPO / "README.md"
@@ -65,7 +66,7 @@ def test_python_block_runs_as_written(line, code, demo_folder):
     reason = code.splitlines()[0][len(SKIP_MARK):].strip()
     assert reason, f"README.md:{line}: say why the block is not run"
     pytest.skip(f"README.md:{line}: {reason}")
-  env = {"BRPPNET_WORKDIR": "demo_out/workdir", "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu",
+  env = {"BRPPNET_WORKDIR": "demo_out/workdir", **ONE_DEVICE, "JAX_PLATFORMS": "cpu",
          "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO), "HOME": str(demo_folder)}
   proc = subprocess.run([sys.executable, "-c", code], cwd=demo_folder, env=env,
                         capture_output=True, text=True, timeout=300)

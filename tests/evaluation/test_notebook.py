@@ -17,6 +17,7 @@ import pytest
 from brppnet_jax.evaluation import analysis
 from brppnet_jax.protect import hiding
 
+from conftest import ONE_DEVICE
 from conftest import REPO
 from conftest import run_module
 
@@ -71,7 +72,7 @@ def test_notebook_evaluates_the_workdir_and_protects_a_sentence(trained_workdir,
   proc = run_module("brppnet_jax.main", "--config=configs/synthetic.py",
                     f"--workdir={trained_workdir}", "--mode=eval",
                     f"--config.dataset.data_dir={synthetic_dataset / 'tfds'}",
-                    "--config.eval_max_examples=40", env={"XLA_FLAGS": ""})
+                    "--config.eval_max_examples=40", env=ONE_DEVICE)
   from_eval_mode = printed_table(proc.stdout)
   assert from_eval_mode["num_expressions"] == "40" and float(from_eval_mode["miou"]) > 0
   assert printed_table(text) == {k: v for k, v in from_eval_mode.items()

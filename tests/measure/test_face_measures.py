@@ -7,6 +7,7 @@ import numpy as np
 from brppnet_jax.measure import face_hiding as faces_measure
 from brppnet_jax.measure import margin_coverage as margin
 
+from conftest import ONE_DEVICE
 from conftest import run_module
 
 
@@ -44,7 +45,7 @@ def test_margin_measure_on_the_trained_workdir(trained_workdir, synthetic_datase
   out = tmp_path / "margin.json"
   proc = run_module("brppnet_jax.measure.margin", f"--workdir={trained_workdir}",
                     f"--data_dir={synthetic_dataset / 'tfds'}", "--max_expressions=12",
-                    "--margins=0,0.1", f"--out={out}", env={"XLA_FLAGS": ""})
+                    "--margins=0,0.1", f"--out={out}", env=ONE_DEVICE)
   result = json.loads(out.read_text())
   assert result["expressions"] == 12 and result["split"] == "test"
   none, wide = result["by_margin"]["0.0"], result["by_margin"]["0.1"]

@@ -18,10 +18,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from conftest import ONE_DEVICE
 from conftest import REPO
 from conftest import free_port
 
-ONE_DEVICE = {"XLA_FLAGS": ""}
 # Chromium as Debian ships it (.ci/run installs it); Playwright's own browser download cannot
 # work offline. Nothing in the background may reach out (updates, sync, safe browsing).
 CHROMIUM = "/usr/bin/chromium"

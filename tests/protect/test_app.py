@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from conftest import ONE_DEVICE
 from conftest import REPO
 from conftest import run_module
 import espeak_voice
@@ -35,7 +36,7 @@ def cli_output(trained_workdir, photos):
   """The CLI's protected image for the sample photo and both requests (several people)."""
   out = photos["folder"] / "cli.png"
   run_module("brppnet_jax.protect", f"--workdir={trained_workdir}", f"--image={photos['photo']}",
-             *[f"--text={s}" for s in photos["sentences"]], f"--out={out}", env=helpers.ONE_DEVICE)
+             *[f"--text={s}" for s in photos["sentences"]], f"--out={out}", env=ONE_DEVICE)
   return np.asarray(Image.open(out))
 
 
@@ -212,7 +213,7 @@ def test_page_hears_a_spoken_request(server, photos, tmp_path):
 def test_a_workdir_without_checkpoint_fails_at_start(tmp_path):
   (tmp_path / "workdir").mkdir()
   proc = run_module("brppnet_jax.protect.app", f"--workdir={tmp_path / 'workdir'}",
-                    f"--temp_dir={tmp_path}", env=helpers.ONE_DEVICE, check=False)
+                    f"--temp_dir={tmp_path}", env=ONE_DEVICE, check=False)
   assert proc.returncode == 1
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: no checkpoint in "), proc.stderr

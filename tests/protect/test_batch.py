@@ -9,6 +9,7 @@ import pytest
 
 from brppnet_jax.protect import requests as requests_lib
 
+from conftest import ONE_DEVICE
 from conftest import run_module
 import protect_helpers as helpers
 
@@ -88,7 +89,7 @@ def test_list_run_protects_good_rows_and_reports_bad_ones(trained_workdir, album
   (out / "b.png").write_bytes(b"an earlier result")  # Kept: no --overwrite.
   before = {p: digest(p) for p in folder.rglob("*") if p.is_file()}
   proc = run_module("brppnet_jax.protect", f"--workdir={trained_workdir}", f"--requests={rows}",
-                    f"--input_dir={folder}", f"--out_dir={out}", env=helpers.ONE_DEVICE,
+                    f"--input_dir={folder}", f"--out_dir={out}", env=ONE_DEVICE,
                     check=False)
   assert proc.returncode == 1, proc.stderr
   failures = sorted(line for line in proc.stderr.splitlines() if line.startswith("failed: "))
@@ -119,7 +120,7 @@ def test_folder_run_names_outputs_and_keeps_dates_not_gps(trained_workdir, album
   proc = run_module("brppnet_jax.protect", f"--workdir={trained_workdir}",
                     f"--input_dir={folder}", f"--out_dir={out}", f"--text={sentences[0][0]}",
                     f"--text={sentences[0][1]}", "--format=jpg", "--keep_metadata",
-                    "--allow_empty", env=helpers.ONE_DEVICE, check=False)
+                    "--allow_empty", env=ONE_DEVICE, check=False)
   assert proc.returncode == 1  # broken.jpg
   assert [l for l in proc.stderr.splitlines() if l.startswith("failed: ")] == [
       f"failed: {folder / 'broken.jpg'} (broken.jpg): {folder / 'broken.jpg'} is not a readable "
@@ -135,7 +136,7 @@ def test_folder_run_refuses_to_write_into_its_input(trained_workdir, album):
   folder, _ = album
   proc = run_module("brppnet_jax.protect", f"--workdir={trained_workdir}",
                     f"--input_dir={folder}", f"--out_dir={folder}", "--text=protect privacy of man",
-                    env=helpers.ONE_DEVICE, check=False)
+                    env=ONE_DEVICE, check=False)
   assert proc.returncode == 1
   assert proc.stderr.strip() == "error: --out_dir must not be --input_dir: inputs are never written"
 
@@ -166,7 +167,7 @@ def test_a_request_that_protects_nothing_fails_and_writes_nothing(trained_workdi
   out, mask = tmp_path / "protected.png", tmp_path / "mask.png"
   proc = run_module("brppnet_jax.protect", f"--workdir={trained_workdir}",
                     f"--image={folder / 'a.png'}", f"--text={sentences[0][0]}", f"--out={out}",
-                    f"--save_mask={mask}", "--threshold=1.0", env=helpers.ONE_DEVICE, check=False)
+                    f"--save_mask={mask}", "--threshold=1.0", env=ONE_DEVICE, check=False)
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines() == [
       f"error: nothing was protected for {sentences[0][0]!r}: no pixel reached the threshold "

@@ -11,10 +11,9 @@ import pytest
 
 from brppnet_jax.protect import hiding
 
+from conftest import ONE_DEVICE
 from conftest import run_module
 import espeak_voice
-
-ONE_DEVICE = {"XLA_FLAGS": ""}
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from brppnet_jax.protect import predictor as predictor_lib
 from brppnet_jax.runtime import sharding
 from configs import synthetic as synthetic_config
 
+from conftest import ONE_DEVICE
 from conftest import REPO
 from conftest import build_once
 
@@ -39,7 +40,7 @@ def quantized_tflite(tmp_path_factory, trained_workdir):
   """{"float16": path, "dynamic_int8": path}: trained_workdir exported with each quantisation
   (the two export commands run side by side: much of each is single-threaded start-up)."""
   def build(path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "XLA_FLAGS": ""}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **ONE_DEVICE}
     procs = [subprocess.Popen(
         [sys.executable, "-m", "brppnet_jax.protect.export", f"--workdir={trained_workdir}",
          "--format=tflite", f"--quantize={q}", f"--out={path / q}.tflite"], cwd=REPO, env=env,
@@ -124,7 +125,7 @@ def assert_same_mask(got: np.ndarray, expected: np.ndarray, threshold: float) ->
 
 def _run_python(code: str, *args: str) -> subprocess.CompletedProcess:
   """A fresh interpreter (no pytest, no conftest imports) from the repository root."""
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "XLA_FLAGS": ""}
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **ONE_DEVICE}
   proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]

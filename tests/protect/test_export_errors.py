@@ -13,11 +13,12 @@ from brppnet_jax.protect import lite
 from brppnet_jax.protect import model_file
 from brppnet_jax.train import checkpoints as checkpoints_lib
 
+from conftest import ONE_DEVICE
 from conftest import run_module
 
 
 def _export(*flags: str) -> subprocess.CompletedProcess:
-  return run_module("brppnet_jax.protect.export", *flags, env={"XLA_FLAGS": ""}, check=False)
+  return run_module("brppnet_jax.protect.export", *flags, env=ONE_DEVICE, check=False)
 
 
 def _one_line_error(proc) -> str:

@@ -14,6 +14,7 @@ import subprocess
 
 from PIL import Image
 
+from conftest import ONE_DEVICE
 from conftest import PYTHON
 from conftest import REPO
 
@@ -29,7 +30,7 @@ def test_training_and_evaluation_read_and_write_only_the_bucket(synthetic_datase
   (tmp_path / "photo").mkdir()
   shutil.copy(image, tmp_path / "photo" / image.name)
   out = tmp_path / "result.json"
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "XLA_FLAGS": ""}
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **ONE_DEVICE}
   proc = subprocess.run(
       [PYTHON, str(REPO / "tests" / "memory_gcs.py"), str(synthetic_dataset / "tfds"),
        str(tmp_path / "photo" / image.name), str(out), json.dumps(OVERRIDES)],

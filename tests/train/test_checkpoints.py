@@ -14,6 +14,7 @@ from brppnet_jax.train import checkpoints as checkpoints_lib
 from brppnet_jax.train import resume
 from configs import synthetic as synthetic_config
 
+from conftest import ONE_DEVICE
 from conftest import TRAIN_STEPS
 from conftest import run_module
 
@@ -188,7 +189,7 @@ def test_eval_mode_and_predictor_report_a_damaged_checkpoint_in_one_line(
   assert str(raised.value).startswith(expected) and "\n" not in str(raised.value)
   proc = run_module("brppnet_jax.main", "--config=configs/synthetic.py", f"--workdir={workdir}",
                     "--mode=eval", f"--config.dataset.data_dir={synthetic_dataset / 'tfds'}",
-                    env={"XLA_FLAGS": ""}, check=False)
+                    env=ONE_DEVICE, check=False)
   assert proc.returncode != 0
   assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {expected}")
   assert "Traceback" not in proc.stderr
@@ -201,7 +202,7 @@ def test_a_restart_with_another_batch_size_stops_with_one_line(
   proc = run_module("brppnet_jax.main", "--config=configs/synthetic.py", f"--workdir={workdir}",
                     f"--config.dataset.data_dir={synthetic_dataset / 'tfds'}",
                     f"--config.total_steps={TRAIN_STEPS + 10}", "--config.batch_size=8",
-                    env={"XLA_FLAGS": ""}, check=False)
+                    env=ONE_DEVICE, check=False)
   assert proc.returncode != 0
   assert proc.stderr.strip().splitlines()[-1] == (
       f"error: the checkpoint at step {TRAIN_STEPS} in {workdir}/checkpoints was trained with "

@@ -15,6 +15,7 @@ from brppnet_jax.models import original_weights
 from brppnet_jax.models import parity
 from brppnet_jax.protect.predictor import Predictor
 
+from conftest import ONE_DEVICE
 from conftest import REPO
 from conftest import run_module
 
@@ -22,8 +23,7 @@ PARITY = REPO.parent / "shared" / "parity"
 SMALL_RUN = ["--config.dataset.name=rpcoco/synthetic", "--config.dataset.eval_split=test",
              "--config.eval_batch_size=8", "--config.eval_max_examples=2",
              "--config.compute_tdir=False"]
-# The full-size network on one CPU device (eight would each hold a copy of its state).
-ONE_DEVICE = {"XLA_FLAGS": ""}
+# Subprocesses run on ONE_DEVICE: eight would each hold a copy of the full-size state.
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from brppnet_jax.train import train_state
 from configs import default as default_config
 from configs import synthetic as synthetic_config
 
+from conftest import ONE_DEVICE
 from conftest import TRAIN_STEPS
 from conftest import run_module
 
@@ -144,7 +145,7 @@ def test_diverging_run_stops_with_error_and_keeps_last_good_checkpoint(synthetic
       f"--config.dataset.data_dir={synthetic_dataset / 'tfds'}", "--config.total_steps=6",
       "--config.optimizer.learning_rate=1e30", "--config.checkpoint_every_steps=1",
       "--config.log_every_steps=1", "--config.eval_every_steps=100",
-      env={"XLA_FLAGS": ""}, check=False)
+      env=ONE_DEVICE, check=False)
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("error: non-finite loss at training step ")
@@ -208,7 +209,7 @@ def test_eval_mode_reproduces_the_training_evaluation(trained_workdir, synthetic
   proc = run_module("brppnet_jax.main", "--config=configs/synthetic.py",
                     f"--workdir={trained_workdir}", "--mode=eval",
                     f"--config.dataset.data_dir={synthetic_dataset / 'tfds'}",
-                    env={"XLA_FLAGS": ""})
+                    env=ONE_DEVICE)
   training = final_training_evaluation(trained_workdir)
   expected = {k: ("n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
               for k, v in training.items()}
